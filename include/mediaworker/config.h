@@ -1,0 +1,128 @@
+/*
+ * Configuration.
+ *
+ * One plain struct, filled with defaults by mw_config_defaults(), then from the environment, then from
+ * command-line flags, and validated once at start-up. After that it is immutable and travels as
+ * `const struct mw_config *`. Every option has an environment variable and a flag, declared in one table
+ * in config.c; the seed's variable names (RABBITMQ_URL, POSTGRES_DATA_SERVICE_URL, HTTP_CLIENT_TIMEOUT,
+ * HTTP_CLIENT_RETRIES) are kept, all others are MW_*.
+ */
+#ifndef MEDIAWORKER_CONFIG_H
+#define MEDIAWORKER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "mediaworker/log.h"
+
+#define MW_CONFIG_URL_MAX  1024
+#define MW_CONFIG_PATH_MAX 1024
+#define MW_CONFIG_NAME_MAX 128
+
+enum mw_hwaccel {
+    MW_HWACCEL_AUTO,
+    MW_HWACCEL_NONE,
+    MW_HWACCEL_CUDA,
+    MW_HWACCEL_VAAPI,
+    MW_HWACCEL_QSV,
+};
+
+enum mw_isolation {
+    MW_ISOLATION_PROCESS,
+    MW_ISOLATION_NONE,
+};
+
+enum mw_queue_type {
+    MW_QUEUE_CLASSIC,
+    MW_QUEUE_QUORUM,
+};
+
+/* Limits applied to every input before and while libav reads it. */
+struct mw_limits {
+    int64_t max_input_bytes;
+    int64_t max_pixels;           /* width * height of any picture */
+    int64_t max_duration_ms;
+    int max_streams;
+    int64_t probesize;            /* bytes libav may read to find the streams */
+    int64_t analyzeduration_ms;
+    int job_deadline_s;           /* wall clock for one job, enforced by the interrupt callback too */
+};
+
+struct mw_config {
+    /* Broker */
+    char rabbitmq_url[MW_CONFIG_URL_MAX];       /* one URL, or several separated by commas (a cluster) */
+    char exchange[MW_CONFIG_NAME_MAX];
+    char queue[MW_CONFIG_NAME_MAX];
+    enum mw_queue_type queue_type;
+    char retry_delays[MW_CONFIG_NAME_MAX];      /* seconds per retry tier, comma separated */
+    char events_exchange[MW_CONFIG_NAME_MAX];
+    int heartbeat_s;
+
+    /* Data Service */
+    char data_service_url[MW_CONFIG_URL_MAX];
+    char data_service_token[MW_CONFIG_URL_MAX];
+    int http_timeout_s;
+    int http_retries;
+
+    /* Files */
+    char input_root[MW_CONFIG_PATH_MAX];
+    char output_root[MW_CONFIG_PATH_MAX];
+    char scratch_dir[MW_CONFIG_PATH_MAX];
+    char default_operations[MW_CONFIG_NAME_MAX];
+
+    /* Jobs */
+    struct mw_limits limits;
+    int slots;
+    enum mw_isolation isolation;
+    int job_memory_mb;
+    int job_cpu_s;
+    int job_file_size_mb;
+    int jobs_per_process;
+    int codec_threads;                          /* 0: derived from cores / slots */
+    enum mw_hwaccel hwaccel;
+    char hwaccel_device[MW_CONFIG_NAME_MAX];
+
+    /* Service */
+    char http_listen[MW_CONFIG_NAME_MAX];       /* metrics and health endpoint, host:port; empty = off */
+    int shutdown_grace_s;
+    enum mw_log_level log_level;
+    enum mw_log_format log_format;
+};
+
+/* Fills cfg with the defaults. */
+void mw_config_defaults(struct mw_config *cfg);
+
+/*
+ * Applies every recognised environment variable that is set. On the first invalid value returns
+ * MW_ERR_CONFIG and writes a message naming the variable and the accepted values into err; cfg may then
+ * hold the values applied before it.
+ */
+int mw_config_load_env(struct mw_config *cfg, char *err, size_t err_size);
+
+/*
+ * Applies one command-line flag ("--http-client-timeout") with its value. Returns 1 when the flag is a
+ * configuration flag and was applied, 0 when it is not one of ours, MW_ERR_CONFIG (message in err) when the
+ * value is invalid.
+ */
+int mw_config_apply_flag(struct mw_config *cfg, const char *flag, const char *value, char *err, size_t err_size);
+
+/* Checks relations between options (URL schemes, distinct roots). MW_ERR_CONFIG with a message on failure. */
+int mw_config_validate(const struct mw_config *cfg, char *err, size_t err_size);
+
+/* Prints the effective configuration as JSON (variable name -> value) with secrets masked. */
+void mw_config_print(const struct mw_config *cfg, FILE *out);
+
+/* Prints one line per option: flag, variable, default, accepted values. For --help. */
+void mw_config_print_help(FILE *out);
+
+/*
+ * Copies url into out with any password replaced by "****" (amqp://user:****@host/). Each URL of a
+ * comma-separated list is masked.
+ */
+void mw_config_mask_url(const char *url, char *out, size_t out_size);
+
+/* Codec threads for one job: the configured value, or cores divided by slots (at least 1). */
+int mw_config_codec_threads(const struct mw_config *cfg);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Safe input opening: the only way media code opens a file.
+ *
+ * The file is opened by us (read-only, no symlink following at the last component, regular files only)
+ * and handed to libav through a custom AVIOContext, so libav never resolves a name itself. Nested opens
+ * that some demuxers attempt (HLS segments, concat entries, MOV data references) are refused by an
+ * io_open callback, and as a second fence protocol_whitelist is "file" and the demuxer must be on a list of
+ * real media containers. The per-job deadline is checked in the read callback and in libav's interrupt
+ * callback, and the configured limits (size, streams, pixels, duration) are enforced at open.
+ */
+#ifndef MEDIAWORKER_INPUT_H
+#define MEDIAWORKER_INPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+
+#include "mediaworker/config.h"
+
+struct mw_input;
+
+/*
+ * Opens the regular file at path (already resolved by the path policy) and probes its streams. deadline
+ * is an av_gettime_relative() value after which every read fails with MW_ERR_DEADLINE; 0 = none.
+ * Returns 0 and sets *out, or a negative error (MW_ERR_* for refused inputs, libav's for unreadable ones)
+ * with *out NULL and nothing left open.
+ */
+int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_limits *limits, int64_t deadline);
+
+/* As mw_input_open_file, on bytes in memory (fuzzing, tests). data must outlive the input. */
+int mw_input_open_memory(struct mw_input **out, const uint8_t *data, size_t size, const struct mw_limits *limits,
+                         int64_t deadline);
+
+/* The demuxer context; owned by the input. */
+AVFormatContext *mw_input_format(const struct mw_input *in);
+
+/* Size of the input in bytes. */
+int64_t mw_input_size(const struct mw_input *in);
+
+/* True once the deadline has passed; decode loops check it between packets. */
+int mw_input_deadline_passed(const struct mw_input *in);
+
+/*
+ * Opens a decoder for stream index with the codec whitelist, the pixel limit and thread count applied.
+ * Returns 0 and sets *out, or a negative error with *out NULL (MW_ERR_CODEC_REFUSED when the codec is not
+ * allowed, AVERROR_DECODER_NOT_FOUND when none exists).
+ */
+int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out);
+
+/* Closes everything and sets *in to NULL; accepts NULL. */
+void mw_input_close(struct mw_input **in);
+
+/* Comma-separated lists used at open; exposed for `mediaworker caps` and the docs. */
+extern const char mw_input_format_whitelist[];
+extern const char mw_input_codec_whitelist[];
+
+#endif

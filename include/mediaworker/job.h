@@ -1,0 +1,77 @@
+/*
+ * Jobs: the v1 message, parsed and validated, and running its operations.
+ *
+ * A message is JSON: {"job_id"?, "user_id", "file_info": {"path" | "url", "name"?, "content_type"?},
+ * "operations"?: [{"type": ..., ...}]}. The seed form (user_id + file_info alone) is valid and gets the
+ * configured default operations. Parsing never touches the filesystem; the path policy is applied when the
+ * job runs (mw_job_run), where the input root is known.
+ */
+#ifndef MEDIAWORKER_JOB_H
+#define MEDIAWORKER_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "mediaworker/config.h"
+
+#define MW_JOB_ID_MAX      80
+#define MW_REQUEST_ID_MAX  128
+#define MW_JOB_MAX_OPERATIONS 16
+
+struct mw_operation {
+    char type[32];
+    cJSON *params;             /* the operation's JSON object; owned by the job */
+};
+
+struct mw_job {
+    char job_id[MW_JOB_ID_MAX];
+    char request_id[MW_REQUEST_ID_MAX];
+    int64_t user_id;           /* -1 when the message did not carry a usable one */
+    char path[1024];           /* file_info.path as given (relative to the input root) */
+    char url[2048];            /* file_info.url, when the file must be downloaded */
+    char name[256];
+    char content_type[128];
+    int operation_count;
+    struct mw_operation operations[MW_JOB_MAX_OPERATIONS];
+};
+
+/*
+ * Parses and validates a message body. message_id and request_id come from the AMQP properties/headers
+ * and may be NULL: the job id then derives from a hash of the body (so a redelivery gets the same id), and
+ * a request id is generated. On success returns 0 and *out (free with mw_job_free). On failure returns
+ * MW_ERR_INVALID_MESSAGE, writes a reason naming the field into err, and *out is NULL; user_id_out (may be
+ * NULL) then receives the user id if the message had a valid one, else -1, so the failure can be reported.
+ */
+int mw_job_parse(const char *body, size_t length, const char *message_id, const char *request_id,
+                 const struct mw_config *cfg, struct mw_job **out, int64_t *user_id_out, char *err, size_t err_size);
+
+/* Frees a job and sets *job to NULL; accepts NULL. */
+void mw_job_free(struct mw_job **job);
+
+/* Progress of the running operation, for events and the CLI's progress bar. */
+struct mw_progress {
+    const char *phase;         /* "probe", "thumbnail", "transcode:720p", ... */
+    int64_t done, total;       /* frames (or another unit) done and expected; total 0 when unknown */
+    double percent;            /* 0..100 over the whole job */
+    double speed;              /* media seconds per wall second, 0 when unknown */
+    double eta_s;              /* seconds left, negative when unknown */
+};
+
+typedef void (*mw_progress_fn)(void *opaque, const struct mw_progress *progress);
+
+/*
+ * Runs every operation of job in this process: resolves the input under cfg->input_root, writes outputs
+ * atomically under <output_root>/<user_id>/<job_id>/, and builds the report's "new_file" object into
+ * *result (always set on return, even on failure, unless memory ran out). Returns 0 when the job
+ * succeeded, else the error of the first failing operation (also described in the result). progress may
+ * be NULL.
+ */
+int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progress_fn progress, void *opaque,
+               cJSON **result);
+
+/* True for failures that a retry cannot fix (bad message, bad or refused media, over a limit). */
+int mw_job_error_is_permanent(int err);
+
+#endif

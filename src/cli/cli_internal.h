@@ -1,0 +1,57 @@
+/*
+ * Shared by the command files: the command table entry, option parsing that accepts every configuration
+ * flag on every command, and the exit codes.
+ */
+#ifndef MEDIAWORKER_CLI_INTERNAL_H
+#define MEDIAWORKER_CLI_INTERNAL_H
+
+#include <stdio.h>
+
+#include "mediaworker/config.h"
+
+enum {
+    MW_EXIT_OK = 0,
+    MW_EXIT_JOB_FAILED = 1,      /* the job or the input failed */
+    MW_EXIT_USAGE = 2,           /* bad command line or configuration */
+};
+
+struct cli_option {
+    const char *name;            /* "--output" */
+    const char *short_name;      /* "-o" or NULL */
+    const char *value_name;      /* "FILE" when it takes a value, NULL for a switch */
+    const char **value;          /* receives the value */
+    int *enabled;                /* receives 1 for a switch */
+    const char *help;
+};
+
+struct cli_command {
+    const char *name;
+    const char *usage;           /* after "mediaworker NAME " */
+    const char *summary;
+    const struct cli_option *options;   /* terminated by an entry with name NULL; may be NULL */
+    int min_positional, max_positional; /* max -1 = unlimited */
+    /* Runs with the validated configuration; returns an exit code. */
+    int (*run)(const struct mw_config *cfg, int argc, char **argv);
+};
+
+/*
+ * Parses argv (after the command name): command options, configuration flags (--name value or
+ * --name=value) and positional arguments, which are left in argv[0..*positional_count). Returns -1 when
+ * parsing succeeded and the command should run, else the exit code to exit with (0 after --help).
+ */
+int cli_parse(const struct cli_command *cmd, struct mw_config *cfg, int argc, char **argv, int *positional_count);
+
+void cli_print_command_help(const struct cli_command *cmd, FILE *out);
+
+/* Reads a whole file into a NUL-terminated buffer (free with av_free). 0 or AVERROR(errno). */
+int cli_read_file(const char *path, char **data, size_t *size);
+
+/* Picks the command, loads and validates the configuration, sets up logging, runs it. */
+int cli_main(int argc, char **argv);
+
+extern const struct cli_command cli_cmd_probe;
+extern const struct cli_command cli_cmd_run;
+extern const struct cli_command cli_cmd_config;
+extern const struct cli_command cli_cmd_version;
+
+#endif

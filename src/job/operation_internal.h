@@ -1,0 +1,54 @@
+/*
+ * What an operation handler sees. The job runner opens the input once, probes it, and hands the same
+ * opened input to every operation of the job, so a probe + thumbnail + storyboard job reads the file's
+ * header once. Handlers append their outputs to `outputs` and may add fields to `report`.
+ */
+#ifndef MEDIAWORKER_JOB_OPERATION_INTERNAL_H
+#define MEDIAWORKER_JOB_OPERATION_INTERNAL_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "mediaworker/config.h"
+#include "mediaworker/input.h"
+#include "mediaworker/job.h"
+#include "mediaworker/probe.h"
+
+struct mw_job_context {
+    const struct mw_config *cfg;
+    const struct mw_job *job;
+    struct mw_input *input;
+    const struct mw_probe *probe;
+    const char *input_path;          /* resolved absolute path of the input */
+    const char *output_dir;          /* <output_root>/<user_id>/<job_id>, created */
+    int64_t deadline;                /* av_gettime_relative() value */
+    mw_progress_fn progress;
+    void *progress_opaque;
+    int operation_index;             /* for progress: which of operation_count is running */
+    cJSON *outputs;                  /* array of output descriptors */
+    cJSON *report;                   /* the new_file object being built */
+    char primary_path[1024];         /* first output that represents the upload, relative to output_root */
+    char error_detail[256];          /* handler's explanation of its failure, for the report */
+};
+
+struct mw_operation_handler {
+    const char *type;
+    /* Checks params before any work starts; MW_ERR_INVALID_MESSAGE with the reason in err. May be NULL. */
+    int (*validate)(const cJSON *params, char *err, size_t err_size);
+    /* Does the work; 0 or a negative error, with ctx->error_detail set when more than the code helps. */
+    int (*run)(struct mw_job_context *ctx, const cJSON *params);
+};
+
+/* The handler for type, or NULL. */
+const struct mw_operation_handler *mw_operation_find(const char *type);
+
+/*
+ * Adds an output descriptor {type, path, bytes, ...} for a file written under ctx->output_dir; path is
+ * reported relative to the output root. Returns the new object (owned by ctx->outputs) or NULL on ENOMEM.
+ */
+cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const char *file_name);
+
+extern const struct mw_operation_handler mw_op_probe;
+
+#endif

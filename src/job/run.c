@@ -1,0 +1,211 @@
+/*
+ * Running a job in this process: resolve the input, open and probe it once, run each operation, and build
+ * the report's new_file object. The worker calls this inside a job process; `mediaworker run` and
+ * `--isolation none` call it directly.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libavutil/time.h>
+
+#include "mediaworker/error.h"
+#include "mediaworker/log.h"
+#include "mediaworker/path.h"
+#include "operation_internal.h"
+
+static const struct mw_operation_handler *const handlers[] = {
+    &mw_op_probe,
+};
+
+const struct mw_operation_handler *mw_operation_find(const char *type)
+{
+    for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
+        if (!strcmp(handlers[i]->type, type))
+            return handlers[i];
+    return NULL;
+}
+
+cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const char *file_name)
+{
+    char full[2048];
+    char relative[1024];
+    struct stat st;
+    cJSON *out = cJSON_CreateObject();
+
+    if (!out)
+        return NULL;
+    snprintf(full, sizeof(full), "%s/%s", ctx->output_dir, file_name);
+    snprintf(relative, sizeof(relative), "%lld/%s/%s", (long long)ctx->job->user_id, ctx->job->job_id, file_name);
+    if (!cJSON_AddStringToObject(out, "type", type) || !cJSON_AddStringToObject(out, "path", relative) ||
+        !cJSON_AddNumberToObject(out, "bytes", stat(full, &st) == 0 ? (double)st.st_size : 0) ||
+        !cJSON_AddItemToArray(ctx->outputs, out)) {
+        cJSON_Delete(out);
+        return NULL;
+    }
+    if (!ctx->primary_path[0] && strcmp(type, "probe"))
+        snprintf(ctx->primary_path, sizeof(ctx->primary_path), "%s", relative);
+    return out;
+}
+
+int mw_job_error_is_permanent(int err)
+{
+    switch (err) {
+    case AVERROR(ENOMEM):
+    case AVERROR(ENOSPC):
+    case AVERROR(EIO):
+    case AVERROR(EAGAIN):
+    case MW_ERR_HTTP_TRANSIENT:
+    case MW_ERR_BROKER:
+    case MW_ERR_JOB_CRASHED:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static int add_error(cJSON *report, int err, const char *detail)
+{
+    cJSON *error = cJSON_AddObjectToObject(report, "error");
+    char message[512];
+
+    if (!error)
+        return AVERROR(ENOMEM);
+    if (detail && *detail)
+        snprintf(message, sizeof(message), "%s: %s", mw_err2str(err), detail);
+    else
+        snprintf(message, sizeof(message), "%s", mw_err2str(err));
+    if (!cJSON_AddStringToObject(error, "code", mw_error_code_name(err)) ||
+        !cJSON_AddStringToObject(error, "message", message) ||
+        !cJSON_AddBoolToObject(error, "permanent", mw_job_error_is_permanent(err)))
+        return AVERROR(ENOMEM);
+    return 0;
+}
+
+/* Best effort: when memory runs out here the report is incomplete, and the caller sees the job's error. */
+static void finish_report(cJSON *report, int ret, const char *primary_path, const char *detail, int64_t started)
+{
+    cJSON *timings = cJSON_AddObjectToObject(report, "timings");
+
+    if (timings)
+        cJSON_AddNumberToObject(timings, "total_s", (double)(av_gettime_relative() - started) / 1e6);
+    cJSON_AddStringToObject(report, "status", ret < 0 ? "failed" : "processed");
+    if (primary_path[0])
+        cJSON_AddStringToObject(report, "path", primary_path);
+    else
+        cJSON_AddNullToObject(report, "path");
+    if (ret < 0) {
+        add_error(report, ret, detail);
+        mw_log(MW_LOG_ERROR, "job", "job failed: %s%s%s", mw_err2str(ret), detail[0] ? ": " : "", detail);
+    }
+}
+
+static int validate_operations(const struct mw_job *job, char *err, size_t err_size)
+{
+    for (int i = 0; i < job->operation_count; i++) {
+        const struct mw_operation_handler *handler = mw_operation_find(job->operations[i].type);
+        int ret;
+
+        if (!handler) {
+            snprintf(err, err_size, "operation \"%s\" is not available in this build", job->operations[i].type);
+            return MW_ERR_UNSUPPORTED_OP;
+        }
+        if (handler->validate && (ret = handler->validate(job->operations[i].params, err, err_size)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int prepare_output_dir(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
+{
+    if (snprintf(dir, size, "%s/%lld/%s", cfg->output_root, (long long)job->user_id, job->job_id) >= (int)size)
+        return AVERROR(ENAMETOOLONG);
+    return mw_path_mkdirs(dir);
+}
+
+static int run_operations(struct mw_job_context *ctx)
+{
+    for (int i = 0; i < ctx->job->operation_count; i++) {
+        const struct mw_operation *op = &ctx->job->operations[i];
+        const struct mw_operation_handler *handler = mw_operation_find(op->type);
+        int64_t started = av_gettime_relative();
+        int ret;
+
+        ctx->operation_index = i;
+        mw_log(MW_LOG_DEBUG, "job", "operation %s started", op->type);
+        ret = handler->run(ctx, op->params);
+        if (ret >= 0 && av_gettime_relative() > ctx->deadline)
+            ret = MW_ERR_DEADLINE;
+        if (ret < 0)
+            return ret;
+        mw_log(MW_LOG_DEBUG, "job", "operation %s done in %.3f s", op->type,
+               (double)(av_gettime_relative() - started) / 1e6);
+    }
+    return 0;
+}
+
+int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progress_fn progress, void *opaque,
+               cJSON **result)
+{
+    struct mw_job_context ctx = {.cfg = cfg, .job = job, .progress = progress, .progress_opaque = opaque};
+    struct mw_probe *probe = NULL;
+    char input_path[4096];
+    char output_dir[2048];
+    const char *reason = NULL;
+    int64_t started = av_gettime_relative();
+    cJSON *report = cJSON_CreateObject();
+    cJSON *probe_json = NULL;
+    int ret;
+
+    *result = report;
+    if (!report)
+        return AVERROR(ENOMEM);
+    ctx.report = report;
+    ctx.deadline = started + (int64_t)cfg->limits.job_deadline_s * 1000000;
+    if (!cJSON_AddStringToObject(report, "job_id", job->job_id) ||
+        !cJSON_AddStringToObject(report, "name", job->name[0] ? job->name : job->path) ||
+        !(ctx.outputs = cJSON_AddArrayToObject(report, "outputs"))) {
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    ret = validate_operations(job, ctx.error_detail, sizeof(ctx.error_detail));
+    if (ret < 0)
+        goto end;
+    if (!job->path[0]) {
+        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "URL inputs are downloaded by the worker first");
+        ret = MW_ERR_UNSUPPORTED_OP;
+        goto end;
+    }
+    ret = mw_path_resolve(cfg->input_root, job->path, input_path, sizeof(input_path), &reason);
+    if (ret < 0) {
+        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s%s%s", job->path, reason ? ": " : "",
+                 reason ? reason : "");
+        goto end;
+    }
+    ctx.input_path = input_path;
+    ret = mw_input_open_file(&ctx.input, input_path, &cfg->limits, ctx.deadline);
+    if (ret < 0) {
+        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s", job->path);
+        goto end;
+    }
+    ret = mw_probe_input(ctx.input, &probe);
+    if (ret < 0)
+        goto end;
+    ctx.probe = probe;
+    probe_json = mw_probe_to_json(probe);
+    if (!probe_json || !cJSON_AddItemToObject(report, "probe", probe_json)) {
+        cJSON_Delete(probe_json);
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    ret = prepare_output_dir(cfg, job, output_dir, sizeof(output_dir));
+    if (ret < 0)
+        goto end;
+    ctx.output_dir = output_dir;
+    ret = run_operations(&ctx);
+end:
+    mw_input_close(&ctx.input);
+    mw_probe_free(&probe);
+    finish_report(report, ret, ctx.primary_path, ctx.error_detail, started);
+    return ret;
+}

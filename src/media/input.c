@@ -1,0 +1,357 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libavformat/avformat.h>
+#include <libavutil/avstring.h>
+#include <libavutil/mem.h>
+#include <libavutil/time.h>
+
+#include "mediaworker/error.h"
+#include "mediaworker/input.h"
+#include "mediaworker/log.h"
+
+/* Demuxer names (as libav spells them) of real media containers and still-image formats. Playlists and
+ * indirections (hls, dash, concat, image2 patterns), text formats (tty, subtitles) and devices are absent. */
+const char mw_input_format_whitelist[] =
+    "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,mpeg,flv,ogg,wav,w64,aiff,caf,mp3,aac,flac,asf,"
+    "m4v,h264,hevc,ivf,obu,mxf,amr,jpeg_pipe,png_pipe,webp_pipe,bmp_pipe,tiff_pipe,gif,apng";
+
+/* Decoder names for the codecs an upload pipeline is expected to meet. */
+const char mw_input_codec_whitelist[] =
+    "h264,hevc,vp8,vp9,av1,libdav1d,libaom-av1,mpeg4,mpeg2video,mpeg1video,mjpeg,prores,dnxhd,theora,h263,"
+    "vc1,wmv1,wmv2,wmv3,msmpeg4,msmpeg4v2,mpegvideo,png,apng,gif,webp,bmp,tiff,"
+    "aac,aac_fixed,aac_latm,mp3,mp3float,mp2,mp2float,opus,libopus,vorbis,libvorbis,flac,alac,ac3,ac3_fixed,eac3,"
+    "wmav1,wmav2,amrnb,amrwb,pcm_s16le,pcm_s16be,pcm_s24le,pcm_s24be,pcm_s32le,pcm_f32le,pcm_f64le,pcm_u8,"
+    "pcm_alaw,pcm_mulaw,mov_text,subrip,webvtt,ass,ssa";
+
+#define IO_BUFFER_SIZE (64 * 1024)
+
+struct mw_input {
+    AVFormatContext *format;
+    AVIOContext *io;
+    int fd;                      /* -1 for memory inputs */
+    const uint8_t *memory;
+    int64_t size;
+    int64_t position;            /* memory inputs only */
+    int64_t deadline;
+    struct mw_limits limits;
+};
+
+int mw_input_deadline_passed(const struct mw_input *in)
+{
+    return in->deadline > 0 && av_gettime_relative() > in->deadline;
+}
+
+static int interrupt_callback(void *opaque)
+{
+    return mw_input_deadline_passed(opaque);
+}
+
+static int read_packet(void *opaque, uint8_t *buf, int buf_size)
+{
+    struct mw_input *in = opaque;
+    ssize_t got;
+
+    if (mw_input_deadline_passed(in))
+        return MW_ERR_DEADLINE;
+    if (in->fd < 0) {
+        int64_t left = in->size - in->position;
+        if (left <= 0)
+            return AVERROR_EOF;
+        got = left < buf_size ? (ssize_t)left : buf_size;
+        memcpy(buf, in->memory + in->position, (size_t)got);
+        in->position += got;
+        return (int)got;
+    }
+    do {
+        got = read(in->fd, buf, (size_t)buf_size);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return AVERROR(errno);
+    return got == 0 ? AVERROR_EOF : (int)got;
+}
+
+static int64_t seek(void *opaque, int64_t offset, int whence)
+{
+    struct mw_input *in = opaque;
+    off_t result;
+
+    if (whence == AVSEEK_SIZE)
+        return in->size;
+    whence &= ~AVSEEK_FORCE;
+    if (in->fd < 0) {
+        int64_t target = whence == SEEK_SET ? offset : whence == SEEK_CUR ? in->position + offset
+                                                                          : in->size + offset;
+        if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
+            return AVERROR(EINVAL);
+        if (target < 0 || target > in->size)
+            return AVERROR(EINVAL);
+        in->position = target;
+        return target;
+    }
+    result = lseek(in->fd, offset, whence);
+    return result < 0 ? AVERROR(errno) : result;
+}
+
+/* Demuxers that open further files (playlists, references) get nothing: one upload is one file. */
+static int refuse_nested_open(struct AVFormatContext *s, AVIOContext **pb, const char *url, int flags,
+                              AVDictionary **options)
+{
+    (void)s;
+    (void)pb;
+    (void)flags;
+    (void)options;
+    mw_log(MW_LOG_WARN, "input", "refused a nested open of \"%.200s\" requested by the demuxer", url);
+    return MW_ERR_FORMAT_REFUSED;
+}
+
+static int check_limits(const struct mw_input *in)
+{
+    const AVFormatContext *fmt = in->format;
+
+    if ((int)fmt->nb_streams > in->limits.max_streams)
+        return MW_ERR_TOO_MANY_STREAMS;
+    if (fmt->duration != AV_NOPTS_VALUE && fmt->duration / 1000 > in->limits.max_duration_ms)
+        return MW_ERR_TOO_LONG;
+    for (unsigned i = 0; i < fmt->nb_streams; i++) {
+        const AVStream *st = fmt->streams[i];
+        const AVCodecParameters *par = st->codecpar;
+
+        if (par->codec_type == AVMEDIA_TYPE_VIDEO && (int64_t)par->width * par->height > in->limits.max_pixels)
+            return MW_ERR_TOO_MANY_PIXELS;
+        if (st->duration != AV_NOPTS_VALUE && st->time_base.den &&
+            av_rescale_q(st->duration, st->time_base, (AVRational){1, 1000}) > in->limits.max_duration_ms)
+            return MW_ERR_TOO_LONG;
+    }
+    return 0;
+}
+
+static int open_common(struct mw_input *in)
+{
+    const AVInputFormat *detected = NULL;
+    AVDictionary *format_options = NULL;
+    AVDictionary **stream_options = NULL;
+    unsigned char *io_buffer = NULL;
+    unsigned stream_count = 0;
+    int ret;
+
+    io_buffer = av_malloc(IO_BUFFER_SIZE);
+    if (!io_buffer)
+        return AVERROR(ENOMEM);
+    in->io = avio_alloc_context(io_buffer, IO_BUFFER_SIZE, 0, in, read_packet, NULL, seek);
+    if (!in->io) {
+        av_free(io_buffer);
+        return AVERROR(ENOMEM);
+    }
+    in->format = avformat_alloc_context();
+    if (!in->format)
+        return AVERROR(ENOMEM);
+    in->format->pb = in->io;
+    in->format->flags |= AVFMT_FLAG_CUSTOM_IO;
+    in->format->interrupt_callback = (AVIOInterruptCB){interrupt_callback, in};
+    in->format->io_open = refuse_nested_open;
+    in->format->probesize = in->limits.probesize;
+    in->format->max_analyze_duration = in->limits.analyzeduration_ms * 1000;
+    in->format->max_streams = in->limits.max_streams;
+
+    if ((ret = av_dict_set(&format_options, "protocol_whitelist", "file", 0)) < 0 ||
+        (ret = av_dict_set(&format_options, "format_whitelist", mw_input_format_whitelist, 0)) < 0 ||
+        (ret = av_dict_set(&format_options, "codec_whitelist", mw_input_codec_whitelist, 0)) < 0)
+        goto end;
+    /* Probing ourselves lets a refused container be reported as such instead of as libav's EINVAL. */
+    ret = av_probe_input_buffer2(in->io, &detected, NULL, NULL, 0, (unsigned)in->limits.probesize);
+    if (ret < 0)
+        goto end;
+    if (!av_match_list(detected->name, mw_input_format_whitelist, ',')) {
+        mw_log(MW_LOG_DEBUG, "input", "container \"%s\" is not on the allowed list", detected->name);
+        ret = MW_ERR_FORMAT_REFUSED;
+        goto end;
+    }
+    ret = avformat_open_input(&in->format, NULL, detected, &format_options);
+    if (ret < 0) {
+        /* avformat_open_input frees the context on failure; the custom IO stays ours to free. */
+        in->format = NULL;
+        goto end;
+    }
+    if ((int)in->format->nb_streams > in->limits.max_streams) {
+        ret = MW_ERR_TOO_MANY_STREAMS;
+        goto end;
+    }
+    stream_count = in->format->nb_streams;
+    stream_options = av_calloc(stream_count ? stream_count : 1, sizeof(*stream_options));
+    if (!stream_options) {
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    for (unsigned i = 0; i < stream_count; i++) {
+        char max_pixels[32];
+        snprintf(max_pixels, sizeof(max_pixels), "%lld", (long long)in->limits.max_pixels);
+        if ((ret = av_dict_set(&stream_options[i], "max_pixels", max_pixels, 0)) < 0 ||
+            (ret = av_dict_set(&stream_options[i], "threads", "1", 0)) < 0)
+            goto end;
+    }
+    ret = avformat_find_stream_info(in->format, stream_options);
+    if (ret < 0)
+        goto end;
+    if (mw_input_deadline_passed(in)) {
+        ret = MW_ERR_DEADLINE;
+        goto end;
+    }
+    ret = check_limits(in);
+end:
+    av_dict_free(&format_options);
+    for (unsigned i = 0; i < stream_count; i++)
+        av_dict_free(&stream_options[i]);
+    av_free(stream_options);
+    return ret;
+}
+
+static int finish_open(struct mw_input **out, struct mw_input *in)
+{
+    int ret = open_common(in);
+
+    if (ret < 0) {
+        mw_input_close(&in);
+        return ret;
+    }
+    *out = in;
+    return 0;
+}
+
+static struct mw_input *input_alloc(const struct mw_limits *limits, int64_t deadline)
+{
+    struct mw_input *in = av_mallocz(sizeof(*in));
+
+    if (!in)
+        return NULL;
+    in->fd = -1;
+    in->limits = *limits;
+    in->deadline = deadline;
+    return in;
+}
+
+int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_limits *limits, int64_t deadline)
+{
+    struct mw_input *in;
+    struct stat st;
+    int ret;
+
+    *out = NULL;
+    in = input_alloc(limits, deadline);
+    if (!in)
+        return AVERROR(ENOMEM);
+    in->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in->fd < 0) {
+        ret = errno == ELOOP ? MW_ERR_PATH_REFUSED : AVERROR(errno);
+        goto fail;
+    }
+    if (fstat(in->fd, &st) < 0) {
+        ret = AVERROR(errno);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = MW_ERR_NOT_REGULAR_FILE;
+        goto fail;
+    }
+    if (st.st_size > limits->max_input_bytes) {
+        ret = MW_ERR_INPUT_TOO_LARGE;
+        goto fail;
+    }
+    if (st.st_size == 0) {
+        ret = AVERROR_INVALIDDATA;
+        goto fail;
+    }
+    /* O_NONBLOCK only guarded the open against FIFOs; regular files ignore it, but clear it anyway. */
+    if (fcntl(in->fd, F_SETFL, 0) < 0) {
+        ret = AVERROR(errno);
+        goto fail;
+    }
+    in->size = st.st_size;
+    return finish_open(out, in);
+fail:
+    mw_input_close(&in);
+    return ret;
+}
+
+int mw_input_open_memory(struct mw_input **out, const uint8_t *data, size_t size, const struct mw_limits *limits,
+                         int64_t deadline)
+{
+    struct mw_input *in;
+
+    *out = NULL;
+    if ((int64_t)size > limits->max_input_bytes)
+        return MW_ERR_INPUT_TOO_LARGE;
+    if (size == 0)
+        return AVERROR_INVALIDDATA;
+    in = input_alloc(limits, deadline);
+    if (!in)
+        return AVERROR(ENOMEM);
+    in->memory = data;
+    in->size = (int64_t)size;
+    return finish_open(out, in);
+}
+
+AVFormatContext *mw_input_format(const struct mw_input *in)
+{
+    return in->format;
+}
+
+int64_t mw_input_size(const struct mw_input *in)
+{
+    return in->size;
+}
+
+int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out)
+{
+    const AVStream *st;
+    const AVCodec *codec;
+    AVCodecContext *ctx = NULL;
+    int ret;
+
+    *out = NULL;
+    if (stream_index < 0 || (unsigned)stream_index >= in->format->nb_streams)
+        return AVERROR_STREAM_NOT_FOUND;
+    st = in->format->streams[stream_index];
+    codec = avcodec_find_decoder(st->codecpar->codec_id);
+    if (!codec)
+        return AVERROR_DECODER_NOT_FOUND;
+    if (!av_match_list(codec->name, mw_input_codec_whitelist, ','))
+        return MW_ERR_CODEC_REFUSED;
+    ctx = avcodec_alloc_context3(codec);
+    if (!ctx)
+        return AVERROR(ENOMEM);
+    ret = avcodec_parameters_to_context(ctx, st->codecpar);
+    if (ret < 0)
+        goto fail;
+    ctx->pkt_timebase = st->time_base;
+    ctx->max_pixels = in->limits.max_pixels;
+    ctx->thread_count = threads > 0 ? threads : 1;
+    ret = avcodec_open2(ctx, codec, NULL);
+    if (ret < 0)
+        goto fail;
+    *out = ctx;
+    return 0;
+fail:
+    avcodec_free_context(&ctx);
+    return ret;
+}
+
+void mw_input_close(struct mw_input **pin)
+{
+    struct mw_input *in = pin ? *pin : NULL;
+
+    if (!in)
+        return;
+    avformat_close_input(&in->format);
+    if (in->io)
+        av_freep(&in->io->buffer);
+    avio_context_free(&in->io);
+    if (in->fd >= 0)
+        close(in->fd);
+    av_free(in);
+    *pin = NULL;
+}
