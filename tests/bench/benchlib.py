@@ -1,0 +1,91 @@
+"""Side-by-side measurement for the benchmark scripts: wall time and peak memory of whole commands.
+
+Each benchmark script measures our command and the tool a user would otherwise pick in the same run, on
+the same generated reference media, and prints one JSON line per comparison:
+{"bench": ..., "case": ..., "ours_s": ..., "theirs_s": ..., "ratio": theirs/ours (>1 = we are faster),
+ "ours_peak_mb": ..., "theirs_peak_mb": ..., "detail": ...}
+tests/bench/run collects those lines into docs/performance.md.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("MW_BIN", os.path.join(ROOT, "build", "mediaworker"))
+WORK = os.environ.get("MW_BENCH_WORKDIR", os.path.join(ROOT, "build", "bench"))
+
+
+def measure(cmd, env=None, cwd=None):
+    """Runs cmd once; returns (wall seconds, peak RSS in MB). Fails loudly if the command fails."""
+    full_env = dict(os.environ)
+    full_env.setdefault("MW_LOG_LEVEL", "error")
+    if env:
+        full_env.update(env)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=full_env, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    stderr = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:6]} failed ({proc.returncode}): {stderr[-2000:]}")
+    return wall, usage.ru_maxrss / 1024.0
+
+
+def measure_each(cmds, env=None):
+    """Runs commands one after another; returns (total wall seconds, largest peak RSS in MB)."""
+    total, peak = 0.0, 0.0
+    for cmd in cmds:
+        wall, rss = measure(cmd, env=env)
+        total += wall
+        peak = max(peak, rss)
+    return total, peak
+
+
+def report(bench, case, ours_s, theirs_s, ours_peak_mb, theirs_peak_mb, detail="", target=None):
+    row = {"bench": bench, "case": case, "ours_s": round(ours_s, 4), "theirs_s": round(theirs_s, 4),
+           "ratio": round(theirs_s / ours_s, 3) if ours_s > 0 else None,
+           "ours_peak_mb": round(ours_peak_mb, 1), "theirs_peak_mb": round(theirs_peak_mb, 1),
+           "detail": detail, "target": target}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def ffmpeg(args):
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"] + list(args), check=True)
+
+
+def reference_clip():
+    """The reference clip of the issues: 60 s 1080p30 H.264 High + AAC, keyframe every 2 s."""
+    os.makedirs(WORK, exist_ok=True)
+    path = os.path.join(WORK, "reference-1080p30-60s.mp4")
+    if not os.path.exists(path):
+        tmp = path + ".part.mp4"
+        ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30:duration=60",
+                "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=60",
+                "-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-pix_fmt", "yuv420p",
+                "-g", "60", "-keyint_min", "60", "-sc_threshold", "0",
+                "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", tmp])
+        os.replace(tmp, path)
+    return path
+
+
+def copies(path, count, name):
+    """count hard links of path under distinct names, so per-file tools cannot hit a cache by name."""
+    folder = os.path.join(WORK, name)
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for i in range(count):
+        link = os.path.join(folder, f"{i:03d}{os.path.splitext(path)[1]}")
+        if not os.path.exists(link):
+            os.link(path, link)
+        out.append(link)
+    return out
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
