@@ -11,6 +11,7 @@
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
+#include "mediaworker/image_header.h"
 #include "mediaworker/input.h"
 #include "mediaworker/log.h"
 
@@ -130,6 +131,24 @@ static int check_limits(const struct mw_input *in)
     return 0;
 }
 
+/* Still images declare their size in the first bytes; a pixel bomb is refused before any decoder runs. */
+static int check_image_header(struct mw_input *in)
+{
+    uint8_t head[64 * 1024];
+    int64_t width, height;
+    int got;
+
+    got = avio_read_partial(in->io, head, sizeof(head));
+    if (got < 0)
+        return got == AVERROR_EOF ? AVERROR_INVALIDDATA : got;
+    if (avio_seek(in->io, 0, SEEK_SET) < 0)
+        return AVERROR(EIO);
+    if (mw_image_header_dimensions(head, (size_t)got, &width, &height) == 0 &&
+        width * height > in->limits.max_pixels)
+        return MW_ERR_TOO_MANY_PIXELS;
+    return 0;
+}
+
 static int open_common(struct mw_input *in)
 {
     const AVInputFormat *detected = NULL;
@@ -156,11 +175,16 @@ static int open_common(struct mw_input *in)
     in->format->io_open = refuse_nested_open;
     in->format->probesize = in->limits.probesize;
     in->format->max_analyze_duration = in->limits.analyzeduration_ms * 1000;
-    in->format->max_streams = in->limits.max_streams;
+    /* libav's own cap stays the hard stop; ours is checked after the header, so that a file with too many
+     * streams is reported as such rather than as the allocation failure libav gives at its cap. */
+    in->format->max_streams = FFMAX(1000, in->limits.max_streams + 1);
 
     if ((ret = av_dict_set(&format_options, "protocol_whitelist", "file", 0)) < 0 ||
         (ret = av_dict_set(&format_options, "format_whitelist", mw_input_format_whitelist, 0)) < 0 ||
         (ret = av_dict_set(&format_options, "codec_whitelist", mw_input_codec_whitelist, 0)) < 0)
+        goto end;
+    ret = check_image_header(in);
+    if (ret < 0)
         goto end;
     /* Probing ourselves lets a refused container be reported as such instead of as libav's EINVAL. */
     ret = av_probe_input_buffer2(in->io, &detected, NULL, NULL, 0, (unsigned)in->limits.probesize);
