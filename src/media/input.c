@@ -197,8 +197,11 @@ static int open_common(struct mw_input *in)
     }
     ret = avformat_open_input(&in->format, NULL, detected, &format_options);
     if (ret < 0) {
-        /* avformat_open_input frees the context on failure; the custom IO stays ours to free. */
+        /* avformat_open_input frees the context on failure; the custom IO stays ours to free. Our arguments
+         * are valid, so a demuxer's EINVAL (a seek past the end, a nonsensical field) is about the data. */
         in->format = NULL;
+        if (ret == AVERROR(EINVAL))
+            ret = AVERROR_INVALIDDATA;
         goto end;
     }
     if ((int)in->format->nb_streams > in->limits.max_streams) {

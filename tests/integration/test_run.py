@@ -1,0 +1,72 @@
+"""`mediaworker run JOB.json`: one job message end to end in-process, with the report on stdout."""
+import json
+import os
+
+import corpus
+from mwtest import FIXTURES, check, finish, fresh_dir, run
+
+
+def job_env(root, out):
+    return {"MW_INPUT_ROOT": root, "MW_OUTPUT_ROOT": out, "MW_SCRATCH_DIR": os.path.join(out, ".scratch")}
+
+
+def write_job(folder, name, message):
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        json.dump(message, f) if not isinstance(message, str) else f.write(message)
+    return path
+
+
+def test_seed_message():
+    work = fresh_dir("run-seed")
+    root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
+    os.makedirs(os.path.join(root, "42"))
+    os.link(corpus.path("h264_aac.mp4"), os.path.join(root, "42", "clip.mp4"))
+    job = write_job(work, "job.json", {"user_id": 42, "job_id": "job-1",
+                                       "file_info": {"path": "42/clip.mp4", "name": "clip.mp4"},
+                                       "operations": [{"type": "probe"}]})
+    proc = run(["run", job], env=job_env(root, out))
+    check(proc.returncode == 0, f"run exits 0: {proc.stderr[-1000:]}")
+    report = json.loads(proc.stdout)["new_file"]
+    check(report["status"] == "processed", "status processed")
+    check(report["job_id"] == "job-1", "job id kept")
+    check(report["probe"]["streams"][0]["codec"] == "h264", "probe summary in the report")
+    probe_file = os.path.join(out, "42", "job-1", "probe.json")
+    check(os.path.exists(probe_file), "probe.json written under <output>/<user>/<job>/")
+    check(any(o["type"] == "probe" and o["path"] == "42/job-1/probe.json" for o in report["outputs"]),
+          "output listed with its path relative to the output root")
+    leftovers = [n for n in os.listdir(os.path.dirname(probe_file)) if ".tmp" in n]
+    check(not leftovers, f"no temporary files left: {leftovers}")
+    lines = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    check(any(line.get("job_id") == "job-1" and line.get("request_id") for line in lines),
+          "log lines carry the job id and request id")
+    # A redelivery of the same job overwrites the same files.
+    again = run(["run", job], env=job_env(root, out))
+    check(again.returncode == 0 and os.listdir(os.path.join(out, "42")) == ["job-1"], "rerun is idempotent")
+
+
+def test_failures_are_reported():
+    work = fresh_dir("run-fail")
+    root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
+    os.makedirs(root)
+    os.link(os.path.join(FIXTURES, "broken", "random-bytes.mp4"), os.path.join(root, "garbage.mp4"))
+    cases = [
+        ({"user_id": 5, "file_info": {"path": "garbage.mp4"}, "operations": [{"type": "probe"}]}, "INVALID_DATA"),
+        ({"user_id": 5, "file_info": {"path": "missing.mp4"}, "operations": [{"type": "probe"}]}, "ENOENT"),
+        ({"user_id": 5, "file_info": {"path": "/etc/passwd"}, "operations": [{"type": "probe"}]}, "PATH_REFUSED"),
+    ]
+    for i, (message, code) in enumerate(cases):
+        proc = run(["run", write_job(work, f"job{i}.json", message)], env=job_env(root, out))
+        check(proc.returncode == 1, f"{code}: exit {proc.returncode}")
+        report = json.loads(proc.stdout)["new_file"]
+        check(report["status"] == "failed" and report["error"]["code"] == code,
+              f"{code}: report says {report.get('error')}")
+    invalid = run(["run", write_job(work, "bad.json", "{not json")], env=job_env(root, out))
+    check(invalid.returncode == 1 and "not valid JSON" in invalid.stderr, "invalid message is refused with a reason")
+
+
+if __name__ == "__main__":
+    corpus.build()
+    test_seed_message()
+    test_failures_are_reported()
+    finish()
