@@ -105,6 +105,8 @@ def test_corpus_matches_ffprobe():
         compare_format(name, theirs, mine)
         check(len(mine["streams"]) == len(theirs["streams"]), f"{name}: stream list length")
         compare_streams(name, theirs, mine)
+    rotations = {ours(files[f"rotate{d}.mp4"])["streams"][0]["rotation"] for d in (90, 180, 270)}
+    check(rotations == {90, 180, 270}, f"rotated corpus files give three distinct rotations: {rotations}")
     cover = ours(files["cover_art.mp3"])
     check(any(s["attached_pic"] for s in cover["streams"]), "cover art stream is flagged as attached picture")
 
