@@ -314,39 +314,49 @@ void mw_config_mask_url(const char *url, char *out, size_t out_size)
     }
 }
 
+/* The printable value of one option, secrets masked; numbers are returned as text too. */
+static void format_value(const struct mw_config *cfg, const struct option_spec *opt, char *buf, size_t size)
+{
+    const char *field = (const char *)cfg + opt->offset;
+
+    switch (opt->kind) {
+    case OPT_STRING:
+        snprintf(buf, size, "%s", field);
+        break;
+    case OPT_URL:
+        mw_config_mask_url(field, buf, size);
+        break;
+    case OPT_SECRET:
+        snprintf(buf, size, "%s", field[0] ? "****" : "");
+        break;
+    case OPT_INT:
+        snprintf(buf, size, "%d", *(const int *)field);
+        break;
+    case OPT_INT64:
+        snprintf(buf, size, "%lld", (long long)*(const int64_t *)field);
+        break;
+    case OPT_CHOICE:
+        snprintf(buf, size, "%s", opt->choices[*(const int *)field]);
+        break;
+    }
+}
+
 void mw_config_print(const struct mw_config *cfg, FILE *out)
 {
     cJSON *root = cJSON_CreateObject();
-    char masked[MW_CONFIG_URL_MAX];
+    char value[MW_CONFIG_URL_MAX];
     char *text;
 
     if (!root)
         return;
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         const struct option_spec *opt = &options[i];
-        const char *field = (const char *)cfg + opt->offset;
+        int numeric = opt->kind == OPT_INT || opt->kind == OPT_INT64;
 
-        switch (opt->kind) {
-        case OPT_STRING:
-            cJSON_AddStringToObject(root, opt->env, field);
+        format_value(cfg, opt, value, sizeof(value));
+        if (!(numeric ? cJSON_AddNumberToObject(root, opt->env, strtod(value, NULL))
+                      : cJSON_AddStringToObject(root, opt->env, value)))
             break;
-        case OPT_URL:
-            mw_config_mask_url(field, masked, sizeof(masked));
-            cJSON_AddStringToObject(root, opt->env, masked);
-            break;
-        case OPT_SECRET:
-            cJSON_AddStringToObject(root, opt->env, field[0] ? "****" : "");
-            break;
-        case OPT_INT:
-            cJSON_AddNumberToObject(root, opt->env, *(const int *)field);
-            break;
-        case OPT_INT64:
-            cJSON_AddNumberToObject(root, opt->env, (double)*(const int64_t *)field);
-            break;
-        case OPT_CHOICE:
-            cJSON_AddStringToObject(root, opt->env, opt->choices[*(const int *)field]);
-            break;
-        }
     }
     text = cJSON_Print(root);
     if (text)
@@ -357,12 +367,17 @@ void mw_config_print(const struct mw_config *cfg, FILE *out)
 
 void mw_config_print_help(FILE *out)
 {
+    struct mw_config defaults;
     char accepted[160];
+    char value[MW_CONFIG_URL_MAX];
 
-    fprintf(out, "Configuration (flag / environment variable: meaning; accepted values):\n");
+    mw_config_defaults(&defaults);
+    fprintf(out, "Configuration (flag / environment variable: meaning; accepted values; default):\n");
     for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
         describe_accepted(&options[i], accepted, sizeof(accepted));
-        fprintf(out, "  %-24s %-26s %s; %s\n", options[i].flag, options[i].env, options[i].help, accepted);
+        format_value(&defaults, &options[i], value, sizeof(value));
+        fprintf(out, "  %-24s %-26s %s; %s; default \"%s\"\n", options[i].flag, options[i].env, options[i].help,
+                accepted, value);
     }
 }
 

@@ -1,0 +1,62 @@
+"""The command line: help, exit codes, version, configuration printing and validation, docs coverage."""
+import json
+import os
+import re
+
+from mwtest import check, finish, run
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+COMMANDS = ["probe", "run", "config", "version"]
+
+
+def test_help_and_exit_codes():
+    proc = run([])
+    check(proc.returncode == 2 and "usage: mediaworker" in proc.stderr, "no command: usage, exit 2")
+    proc = run(["frobnicate"])
+    check(proc.returncode == 2 and "unknown command" in proc.stderr, "unknown command: exit 2")
+    for command in COMMANDS:
+        proc = run([command, "--help"])
+        check(proc.returncode == 0 and f"usage: mediaworker {command}" in proc.stdout, f"{command} --help")
+        check("HTTP_CLIENT_TIMEOUT" in proc.stdout, f"{command} --help lists the configuration")
+    proc = run(["config", "--no-such-flag", "1"])
+    check(proc.returncode == 2 and "unknown option --no-such-flag" in proc.stderr, "unknown flag: exit 2")
+
+
+def test_version_names_the_libraries():
+    proc = run(["version"], check_rc=0)
+    for library in ("mediaworker", "libavformat", "libavcodec", "libswscale", "rabbitmq-c", "libcurl", "cJSON"):
+        check(re.search(rf"^{re.escape(library)}\s+\d", proc.stdout, re.M) is not None, f"version lists {library}")
+
+
+def test_config_masks_secrets_and_validates():
+    env = {"RABBITMQ_URL": "amqp://worker:s3cret@rabbit-1:5672/,amqps://worker:s3cret@rabbit-2:5671/",
+           "MW_DATA_SERVICE_TOKEN": "tok-abc", "HTTP_CLIENT_RETRIES": "5"}
+    proc = run(["config", "--slots", "3"], env=env, check_rc=0)
+    printed = json.loads(proc.stdout)
+    check("s3cret" not in proc.stdout and "tok-abc" not in proc.stdout, "secrets are masked")
+    check(printed["RABBITMQ_URL"] == "amqp://worker:****@rabbit-1:5672/,amqps://worker:****@rabbit-2:5671/",
+          f"URL list masked: {printed['RABBITMQ_URL']}")
+    check(printed["MW_SLOTS"] == 3 and printed["HTTP_CLIENT_RETRIES"] == 5, "flags and environment applied")
+    for variable, value, expected in [("HTTP_CLIENT_RETRIES", "-1", "from 0 to 20"),
+                                      ("MW_QUEUE_TYPE", "stream", "classic|quorum"),
+                                      ("RABBITMQ_URL", "http://x", "amqp://"),
+                                      ("POSTGRES_DATA_SERVICE_URL", "data:8080", "http://")]:
+        proc = run(["config"], env={variable: value})
+        check(proc.returncode == 2 and variable in proc.stderr and expected in proc.stderr,
+              f"{variable}={value}: {proc.stderr.strip()}")
+
+
+def test_every_variable_is_documented():
+    printed = json.loads(run(["config"], check_rc=0).stdout)
+    with open(os.path.join(ROOT, "docs", "configuration.md")) as f:
+        docs = f.read()
+    for variable in printed:
+        check(f"`{variable}`" in docs, f"{variable} is documented in docs/configuration.md")
+
+
+if __name__ == "__main__":
+    test_help_and_exit_codes()
+    test_version_names_the_libraries()
+    test_config_masks_secrets_and_validates()
+    test_every_variable_is_documented()
+    finish()
