@@ -71,6 +71,12 @@ struct mw_config {
     char scratch_dir[MW_CONFIG_PATH_MAX];
     char default_operations[MW_CONFIG_NAME_MAX];
 
+    /* URL inputs (downloaded by the supervisor) */
+    int64_t url_max_bytes;
+    int url_timeout_s;
+    int url_max_redirects;
+    char url_allow_networks[MW_CONFIG_URL_MAX]; /* CIDRs exempt from the private-address deny list */
+
     /* Jobs */
     struct mw_limits limits;
     int slots;

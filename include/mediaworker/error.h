@@ -36,7 +36,11 @@
     X(HTTP_GONE,         'H', 'G', "data service says the user no longer exists")               \
     X(BROKER,            'B', 'R', "message broker error")                                      \
     X(JOB_CRASHED,       'J', 'C', "job process crashed")                                       \
-    X(JOB_MEMORY,        'J', 'M', "job process hit its memory limit")
+    X(JOB_MEMORY,        'J', 'M', "job process hit its memory limit")                          \
+    X(URL_REFUSED,       'U', 'R', "URL refused by the network policy")                         \
+    X(DOWNLOAD_TOO_LARGE,'D', 'T', "download is larger than the configured limit")              \
+    X(DOWNLOAD_REJECTED, 'D', 'R', "the server refused the download")                           \
+    X(DOWNLOAD_FAILED,   'D', 'F', "download failed, may be retried")
 
 #define MW_ERROR_TAG(a, b) FFERRTAG('M', 'W', (a), (b))
 

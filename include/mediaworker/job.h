@@ -31,6 +31,7 @@ struct mw_job {
     int64_t user_id;           /* -1 when the message did not carry a usable one */
     char path[1024];           /* file_info.path as given (relative to the input root) */
     char url[2048];            /* file_info.url, when the file must be downloaded */
+    char local_input[1024];    /* absolute path of the downloaded copy of url, set by whoever downloaded it */
     char name[256];
     char content_type[128];
     int operation_count;
@@ -70,6 +71,12 @@ typedef void (*mw_progress_fn)(void *opaque, const struct mw_progress *progress)
  */
 int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progress_fn progress, void *opaque,
                cJSON **result);
+
+/*
+ * A failed report (the new_file object) for a job that could not run at all, e.g. because its URL input
+ * could not be downloaded. Returns a new object owned by the caller, or NULL when out of memory.
+ */
+cJSON *mw_job_failure_report(const struct mw_job *job, int err, const char *detail);
 
 /* True for failures that a retry cannot fix (bad message, bad or refused media, over a limit). */
 int mw_job_error_is_permanent(int err);

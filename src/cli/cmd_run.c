@@ -1,11 +1,50 @@
 #include <stdio.h>
+#include <unistd.h>
 
 #include <libavutil/mem.h>
 
 #include "cli_internal.h"
+#include "mediaworker/download.h"
 #include "mediaworker/error.h"
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
+#include "mediaworker/path.h"
+
+/*
+ * Downloads a URL input into <scratch>/<job id>/ and points the job at the copy. Returns 0, or the download's
+ * error with *report set to the failed report.
+ */
+static int fetch_url_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size,
+                           cJSON **report)
+{
+    char err[512] = "";
+    int64_t bytes = 0;
+    int ret;
+
+    snprintf(scratch, size, "%s/%s", cfg->scratch_dir, job->job_id);
+    ret = mw_path_mkdirs(scratch);
+    if (ret >= 0 && snprintf(job->local_input, sizeof(job->local_input), "%s/input", scratch) >=
+                        (int)sizeof(job->local_input))
+        ret = AVERROR(ENAMETOOLONG);
+    if (ret >= 0)
+        ret = mw_download(cfg, job->url, job->local_input, &bytes, err, sizeof(err));
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "download", "%s", err[0] ? err : mw_err2str(ret));
+        *report = mw_job_failure_report(job, ret, err);
+        return ret;
+    }
+    mw_log(MW_LOG_INFO, "download", "downloaded %lld bytes", (long long)bytes);
+    return 0;
+}
+
+static void remove_scratch(const char *scratch, const struct mw_job *job)
+{
+    if (!scratch[0])
+        return;
+    if (job->local_input[0])
+        unlink(job->local_input);
+    rmdir(scratch);
+}
 
 /* Runs one job message end to end without a broker, in this process, and prints the report's new_file. */
 static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
@@ -15,6 +54,7 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
     char *body = NULL;
     char *text = NULL;
     char err[256] = "";
+    char scratch[2048] = "";
     size_t size = 0;
     int ret;
 
@@ -32,7 +72,10 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
     }
     mw_log_context_set(job->job_id, job->request_id);
     mw_log(MW_LOG_INFO, "job", "job started for user %lld: %s", (long long)job->user_id, job->path);
-    ret = mw_job_run(cfg, job, NULL, NULL, &result);
+    ret = job->url[0] ? fetch_url_input(cfg, job, scratch, sizeof(scratch), &result) : 0;
+    if (ret >= 0)
+        ret = mw_job_run(cfg, job, NULL, NULL, &result);
+    remove_scratch(scratch, job);
     if (result) {
         cJSON *wrapper = cJSON_CreateObject();
         if (wrapper && cJSON_AddItemToObject(wrapper, "new_file", result))

@@ -58,6 +58,7 @@ int mw_job_error_is_permanent(int err)
     case MW_ERR_HTTP_TRANSIENT:
     case MW_ERR_BROKER:
     case MW_ERR_JOB_CRASHED:
+    case MW_ERR_DOWNLOAD_FAILED:
         return 0;
     default:
         return 1;
@@ -100,6 +101,20 @@ static void finish_report(cJSON *report, int ret, const char *primary_path, cons
     }
 }
 
+cJSON *mw_job_failure_report(const struct mw_job *job, int err, const char *detail)
+{
+    cJSON *report = cJSON_CreateObject();
+
+    if (!report || !cJSON_AddStringToObject(report, "job_id", job->job_id) ||
+        !cJSON_AddStringToObject(report, "name", job->name[0] ? job->name : job->path[0] ? job->path : job->url) ||
+        !cJSON_AddArrayToObject(report, "outputs")) {
+        cJSON_Delete(report);
+        return NULL;
+    }
+    finish_report(report, err, "", detail ? detail : "", av_gettime_relative());
+    return report;
+}
+
 static int validate_operations(const struct mw_job *job, char *err, size_t err_size)
 {
     for (int i = 0; i < job->operation_count; i++) {
@@ -114,6 +129,27 @@ static int validate_operations(const struct mw_job *job, char *err, size_t err_s
             return ret;
     }
     return 0;
+}
+
+/* A path input resolves under the input root; a URL input was downloaded by the caller into scratch space. */
+static int locate_input(const struct mw_config *cfg, const struct mw_job *job, char *input_path, size_t size,
+                        char *detail, size_t detail_size)
+{
+    const char *reason = NULL;
+    int ret;
+
+    if (job->url[0]) {
+        if (!job->local_input[0]) {
+            snprintf(detail, detail_size, "URL inputs must be downloaded before the job runs");
+            return MW_ERR_UNSUPPORTED_OP;
+        }
+        snprintf(input_path, size, "%s", job->local_input);
+        return 0;
+    }
+    ret = mw_path_resolve(cfg->input_root, job->path, input_path, size, &reason);
+    if (ret < 0)
+        snprintf(detail, detail_size, "%.200s%s%s", job->path, reason ? ": " : "", reason ? reason : "");
+    return ret;
 }
 
 static int prepare_output_dir(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
@@ -151,7 +187,6 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     struct mw_probe *probe = NULL;
     char input_path[4096];
     char output_dir[2048];
-    const char *reason = NULL;
     int64_t started = av_gettime_relative();
     cJSON *report = cJSON_CreateObject();
     cJSON *probe_json = NULL;
@@ -171,17 +206,9 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     ret = validate_operations(job, ctx.error_detail, sizeof(ctx.error_detail));
     if (ret < 0)
         goto end;
-    if (!job->path[0]) {
-        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "URL inputs are downloaded by the worker first");
-        ret = MW_ERR_UNSUPPORTED_OP;
+    ret = locate_input(cfg, job, input_path, sizeof(input_path), ctx.error_detail, sizeof(ctx.error_detail));
+    if (ret < 0)
         goto end;
-    }
-    ret = mw_path_resolve(cfg->input_root, job->path, input_path, sizeof(input_path), &reason);
-    if (ret < 0) {
-        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s%s%s", job->path, reason ? ": " : "",
-                 reason ? reason : "");
-        goto end;
-    }
     ctx.input_path = input_path;
     ret = mw_input_open_file(&ctx.input, input_path, &cfg->limits, ctx.deadline);
     if (ret < 0) {

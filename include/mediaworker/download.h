@@ -1,0 +1,28 @@
+/*
+ * Downloading a file_info.url input into the job's scratch directory.
+ *
+ * The supervisor downloads, never a job process (job processes have no network), and libav only ever opens
+ * the local copy. Only http and https, on every hop; redirects limited; every connection's address checked
+ * against the network policy after DNS (see netpolicy.h); proxies from the environment ignored, since a
+ * proxy would hide the real destination from that check; a size cap enforced while receiving; total and
+ * low-speed timeouts.
+ */
+#ifndef MEDIAWORKER_DOWNLOAD_H
+#define MEDIAWORKER_DOWNLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mediaworker/config.h"
+
+/*
+ * Downloads url to dest_path (written under a temporary name and renamed when complete). Returns 0, or:
+ * MW_ERR_URL_REFUSED (scheme or address denied), MW_ERR_DOWNLOAD_TOO_LARGE, MW_ERR_DOWNLOAD_REJECTED (an
+ * HTTP 4xx: retrying will not help), MW_ERR_DOWNLOAD_FAILED (timeouts, 5xx, connection errors: may be
+ * retried), or AVERROR(errno) for local file errors. On failure nothing is left at dest_path and a reason
+ * is written into err. bytes (may be NULL) receives the size downloaded.
+ */
+int mw_download(const struct mw_config *cfg, const char *url, const char *dest_path, int64_t *bytes, char *err,
+                size_t err_size);
+
+#endif
