@@ -143,8 +143,9 @@ static int check_image_header(struct mw_input *in)
         return got == AVERROR_EOF ? AVERROR_INVALIDDATA : got;
     if (avio_seek(in->io, 0, SEEK_SET) < 0)
         return AVERROR(EIO);
-    if (mw_image_header_dimensions(head, (size_t)got, &width, &height) == 0 &&
-        width * height > in->limits.max_pixels)
+    /* Headers hold 32-bit sizes; dividing keeps the product from overflowing. */
+    if (mw_image_header_dimensions(head, (size_t)got, &width, &height) == 0 && width > 0 && height > 0 &&
+        width > in->limits.max_pixels / height)
         return MW_ERR_TOO_MANY_PIXELS;
     return 0;
 }
