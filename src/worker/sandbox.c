@@ -1,0 +1,230 @@
+/*
+ * Notes on the filter. The allow-list was drawn from what decoding, scaling, encoding and muxing make
+ * glibc and libav do (strace of the test suite's jobs): memory management, file I/O on descriptors and on
+ * paths (Landlock decides which paths), threads (clone with CLONE_THREAD only; clone3 answers ENOSYS so
+ * glibc falls back to clone, whose flags a filter can inspect), futexes, time, signals for the process
+ * itself, and send/recv on the descriptors it already holds (the socketpair to the supervisor). Creating
+ * sockets, connecting, exec, ptrace, mount, namespaces and keyrings fail with EPERM, which libraries handle
+ * as an ordinary error instead of dying mid-job.
+ */
+/* O_PATH and the clone flags are Linux-specific. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <linux/landlock.h>
+#include <libavutil/error.h>
+#include <seccomp.h>
+
+#include "mediaworker/log.h"
+#include "mediaworker/sandbox.h"
+
+/* Debian 12's kernel headers predate Landlock ABI 3; the value is fixed by the kernel's UAPI. */
+#ifndef LANDLOCK_ACCESS_FS_TRUNCATE
+#define LANDLOCK_ACCESS_FS_TRUNCATE (1ULL << 14)
+#endif
+
+static const int allowed_syscalls[] = {
+    SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
+    SCMP_SYS(lseek), SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx), SCMP_SYS(stat),
+    SCMP_SYS(lstat), SCMP_SYS(openat), SCMP_SYS(open), SCMP_SYS(access), SCMP_SYS(faccessat),
+    SCMP_SYS(faccessat2), SCMP_SYS(readlink), SCMP_SYS(readlinkat), SCMP_SYS(getdents64), SCMP_SYS(getcwd),
+    SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+    SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
+    SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
+    SCMP_SYS(pipe2), SCMP_SYS(ioctl), SCMP_SYS(fadvise64), SCMP_SYS(umask), SCMP_SYS(utimensat),
+    SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
+    SCMP_SYS(membarrier), SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(get_robust_list),
+    SCMP_SYS(rseq), SCMP_SYS(set_tid_address), SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity),
+    SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_getparam), SCMP_SYS(sched_getscheduler),
+    SCMP_SYS(sched_get_priority_max), SCMP_SYS(sched_get_priority_min), SCMP_SYS(getpriority),
+    SCMP_SYS(setpriority), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(getpid), SCMP_SYS(gettid),
+    SCMP_SYS(getppid), SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
+    SCMP_SYS(getresuid), SCMP_SYS(getresgid), SCMP_SYS(getrlimit), SCMP_SYS(prlimit64), SCMP_SYS(getrusage),
+    SCMP_SYS(sysinfo), SCMP_SYS(uname), SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),
+    SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday), SCMP_SYS(time),
+    SCMP_SYS(getrandom), SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(sigaltstack), SCMP_SYS(tgkill), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(select),
+    SCMP_SYS(pselect6), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(sendto),
+    SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(get_mempolicy), SCMP_SYS(prctl), SCMP_SYS(arch_prctl),
+};
+
+/* AddressSanitizer reserves terabytes of address space for its shadow, so an address-space cap cannot
+ * coexist with it; sanitizer builds run without that one limit. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ADDRESS_SPACE_CAP_WORKS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ADDRESS_SPACE_CAP_WORKS 0
+#endif
+#endif
+#ifndef ADDRESS_SPACE_CAP_WORKS
+#define ADDRESS_SPACE_CAP_WORKS 1
+#endif
+
+static int set_limit(int resource, int64_t value, const char *name)
+{
+    struct rlimit limit = {(rlim_t)value, (rlim_t)value};
+
+    if (value <= 0)
+        return 0;
+    if (setrlimit(resource, &limit) < 0) {
+        int ret = AVERROR(errno);
+        mw_log(MW_LOG_ERROR, "sandbox", "setrlimit(%s): %s", name, strerror(errno));
+        return ret;
+    }
+    return 0;
+}
+
+static int apply_limits(const struct mw_sandbox_policy *policy)
+{
+    struct rlimit no_core = {0, 0};
+    int ret;
+
+    if (ADDRESS_SPACE_CAP_WORKS && (ret = set_limit(RLIMIT_AS, policy->memory_bytes, "RLIMIT_AS")) < 0)
+        return ret;
+    if ((ret = set_limit(RLIMIT_CPU, policy->cpu_seconds, "RLIMIT_CPU")) < 0 ||
+        (ret = set_limit(RLIMIT_FSIZE, policy->file_size_bytes, "RLIMIT_FSIZE")) < 0)
+        return ret;
+    /* A core file of a decoder holding a user's frames is a data leak. */
+    if (setrlimit(RLIMIT_CORE, &no_core) < 0)
+        return AVERROR(errno);
+    return 0;
+}
+
+static int drop_user(const struct mw_sandbox_policy *policy, struct mw_sandbox_status *status)
+{
+    if (!policy->run_as_user || geteuid() != 0)
+        return 0;
+    if (setgroups(0, NULL) < 0 || setgid(policy->gid) < 0 || setuid(policy->uid) < 0) {
+        int ret = AVERROR(errno);
+        mw_log(MW_LOG_ERROR, "sandbox", "cannot switch to uid %d: %s", (int)policy->uid, strerror(errno));
+        return ret;
+    }
+    status->user_dropped = 1;
+    return 0;
+}
+
+static uint64_t landlock_rights(int abi, int writable)
+{
+    uint64_t read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR | LANDLOCK_ACCESS_FS_EXECUTE;
+    uint64_t write = LANDLOCK_ACCESS_FS_WRITE_FILE | LANDLOCK_ACCESS_FS_REMOVE_DIR |
+                     LANDLOCK_ACCESS_FS_REMOVE_FILE | LANDLOCK_ACCESS_FS_MAKE_DIR | LANDLOCK_ACCESS_FS_MAKE_REG;
+
+    if (abi >= 2)
+        write |= LANDLOCK_ACCESS_FS_REFER;
+    if (abi >= 3)
+        write |= LANDLOCK_ACCESS_FS_TRUNCATE;
+    return writable ? read | write : read;
+}
+
+/* Every right this ABI knows is handled, so anything not granted below is denied. */
+static uint64_t landlock_handled(int abi)
+{
+    return landlock_rights(abi, 1) | LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_SOCK |
+           LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SYM;
+}
+
+static int add_landlock_paths(int ruleset, const char *const *paths, uint64_t rights)
+{
+    for (int i = 0; i < MW_SANDBOX_MAX_PATHS && paths[i]; i++) {
+        struct landlock_path_beneath_attr rule = {.allowed_access = rights};
+        struct stat st;
+        int ret = 0;
+
+        rule.parent_fd = open(paths[i], O_PATH | O_CLOEXEC);
+        if (rule.parent_fd < 0) {
+            mw_log(MW_LOG_ERROR, "sandbox", "cannot open %s for Landlock: %s", paths[i], strerror(errno));
+            return AVERROR(errno);
+        }
+        /* Directory-only rights on a file are refused by the kernel. */
+        if (fstat(rule.parent_fd, &st) == 0 && !S_ISDIR(st.st_mode))
+            rule.allowed_access &= LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_WRITE_FILE |
+                                   LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_TRUNCATE;
+        if (syscall(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0) {
+            ret = AVERROR(errno);
+            mw_log(MW_LOG_ERROR, "sandbox", "Landlock rule for %s: %s", paths[i], strerror(errno));
+        }
+        close(rule.parent_fd);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int apply_landlock(const struct mw_sandbox_policy *policy, struct mw_sandbox_status *status)
+{
+    struct landlock_ruleset_attr attr = {0};
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    int ruleset, ret;
+
+    if (abi < 1) {
+        mw_log(MW_LOG_WARN, "sandbox", "the kernel has no Landlock: job processes can read any file the user can");
+        return 0;
+    }
+    attr.handled_access_fs = landlock_handled((int)abi);
+    ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof(attr), 0);
+    if (ruleset < 0)
+        return AVERROR(errno);
+    ret = add_landlock_paths(ruleset, policy->read_only, landlock_rights((int)abi, 0));
+    if (ret >= 0)
+        ret = add_landlock_paths(ruleset, policy->read_write, landlock_rights((int)abi, 1));
+    if (ret >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+        ret = AVERROR(errno);
+    close(ruleset);
+    if (ret >= 0)
+        status->landlock_abi = (int)abi;
+    return ret;
+}
+
+static int apply_seccomp(struct mw_sandbox_status *status)
+{
+    scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+    int ret = 0;
+
+    if (!filter)
+        return AVERROR(ENOMEM);
+    for (size_t i = 0; i < sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]) && ret == 0; i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed_syscalls[i], 0);
+    /* Threads yes, processes no: clone is allowed only with CLONE_THREAD. */
+    if (ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    if (ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (ret == 0)
+        ret = seccomp_load(filter);
+    seccomp_release(filter);
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "sandbox", "seccomp: %s", strerror(-ret));
+        return AVERROR(-ret);
+    }
+    status->seccomp = 1;
+    return 0;
+}
+
+int mw_sandbox_apply(const struct mw_sandbox_policy *policy, struct mw_sandbox_status *status)
+{
+    int ret;
+
+    memset(status, 0, sizeof(*status));
+    if ((ret = apply_limits(policy)) < 0 || (ret = drop_user(policy, status)) < 0)
+        return ret;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return AVERROR(errno);
+    if ((ret = apply_landlock(policy, status)) < 0 || (ret = apply_seccomp(status)) < 0)
+        return ret;
+    mw_log(MW_LOG_DEBUG, "sandbox", "applied: landlock abi %d, seccomp %d, user dropped %d", status->landlock_abi,
+           status->seccomp, status->user_dropped);
+    return 0;
+}
