@@ -53,5 +53,6 @@ extern const struct cli_command cli_cmd_probe;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;
+extern const struct cli_command cli_cmd_caps;
 
 #endif

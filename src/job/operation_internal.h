@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "mediaworker/config.h"
+#include "mediaworker/hwaccel.h"
 #include "mediaworker/input.h"
 #include "mediaworker/job.h"
 #include "mediaworker/probe.h"
@@ -23,6 +24,8 @@ struct mw_job_context {
     const char *input_path;          /* resolved absolute path of the input */
     const char *output_dir;          /* <output_root>/<user_id>/<job_id>, created */
     int64_t deadline;                /* av_gettime_relative() value */
+    AVBufferRef *hw_device;          /* the process's device for decoding, or NULL for software */
+    struct mw_hwaccel_choice hwaccel;/* what was asked, what was got, and why not */
     mw_progress_fn progress;
     void *progress_opaque;
     int operation_index;             /* for progress: which of operation_count is running */

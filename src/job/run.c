@@ -190,6 +190,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     int64_t started = av_gettime_relative();
     cJSON *report = cJSON_CreateObject();
     cJSON *probe_json = NULL;
+    int hwaccel_chosen = 0;
     int ret;
 
     *result = report;
@@ -225,12 +226,19 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
         ret = AVERROR(ENOMEM);
         goto end;
     }
+    ret = mw_hwaccel_shared(cfg, &ctx.hw_device, &ctx.hwaccel);
+    if (ret < 0)
+        goto end;
+    hwaccel_chosen = 1;
     ret = prepare_output_dir(cfg, job, output_dir, sizeof(output_dir));
     if (ret < 0)
         goto end;
     ctx.output_dir = output_dir;
     ret = run_operations(&ctx);
 end:
+    if (hwaccel_chosen)
+        mw_hwaccel_report(report, &ctx.hwaccel, NULL);
+    av_buffer_unref(&ctx.hw_device);
     mw_input_close(&ctx.input);
     mw_probe_free(&probe);
     finish_report(report, ret, ctx.primary_path, ctx.error_detail, started);

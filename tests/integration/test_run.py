@@ -45,6 +45,30 @@ def test_seed_message():
     check(again.returncode == 0 and os.listdir(os.path.join(out, "42")) == ["job-1"], "rerun is idempotent")
 
 
+def test_hardware_fallback_is_recorded():
+    """No GPU here: auto and an explicit cuda must both complete in software and say so."""
+    work = fresh_dir("run-hwaccel")
+    root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
+    os.makedirs(root)
+    os.link(corpus.path("h264_aac.mp4"), os.path.join(root, "clip.mp4"))
+    job = write_job(work, "job.json", {"user_id": 3, "file_info": {"path": "clip.mp4"},
+                                       "operations": [{"type": "probe"}]})
+    for requested in ("auto", "cuda", "none"):
+        proc = run(["run", job, "--hwaccel", requested], env=job_env(root, out))
+        report = json.loads(proc.stdout)["new_file"]
+        acceleration = report.get("acceleration", {})
+        check(proc.returncode == 0 and report["status"] == "processed", f"hwaccel={requested}: job completes")
+        check(acceleration.get("requested") == requested and acceleration.get("decode") == "software",
+              f"hwaccel={requested}: recorded {acceleration}")
+        if requested == "none":
+            check(acceleration.get("fallback") is None, "no fallback when none was asked")
+        else:
+            check("cuda" in (acceleration.get("fallback") or ""), f"hwaccel={requested}: fallback reason names cuda")
+    caps = json.loads(run(["caps"], check_rc=0).stdout)
+    check({d["name"] for d in caps["devices"]} == {"cuda", "vaapi", "qsv"}, "caps lists the device kinds")
+    check(any(e["name"] == "libx264" and e["available"] for e in caps["encoders"]), "caps finds libx264 usable")
+
+
 def test_failures_are_reported():
     work = fresh_dir("run-fail")
     root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
@@ -68,5 +92,6 @@ def test_failures_are_reported():
 if __name__ == "__main__":
     corpus.build()
     test_seed_message()
+    test_hardware_fallback_is_recorded()
     test_failures_are_reported()
     finish()
