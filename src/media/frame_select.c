@@ -201,13 +201,22 @@ static int seek_to(struct mw_frame_source *s, int64_t ts)
     return 0;
 }
 
+/*
+ * libavcodec reports a picture size it refuses (over max_pixels, or absurd) as EINVAL from
+ * ff_set_dimensions; bitstream damage is INVALIDDATA. The refusal deserves its own code in reports.
+ */
+static int decoder_error(int ret)
+{
+    return ret == AVERROR(EINVAL) ? MW_ERR_TOO_MANY_PIXELS : ret;
+}
+
 /* Decodes the packet in s->pkt on its own (drain, then reset) into s->frame. 0 or EAGAIN when it gave none. */
 static int decode_alone(struct mw_frame_source *s)
 {
     int ret = avcodec_send_packet(s->dec, s->pkt);
 
     if (ret < 0 && ret != AVERROR_INVALIDDATA)
-        return ret;
+        return decoder_error(ret);
     if (ret >= 0) {
         ret = avcodec_receive_frame(s->dec, s->frame);
         if (ret == AVERROR(EAGAIN)) {
@@ -217,7 +226,7 @@ static int decode_alone(struct mw_frame_source *s)
         }
     }
     avcodec_flush_buffers(s->dec);
-    return ret == AVERROR_EOF || ret == AVERROR_INVALIDDATA ? AVERROR(EAGAIN) : ret;
+    return ret == AVERROR_EOF || ret == AVERROR_INVALIDDATA ? AVERROR(EAGAIN) : decoder_error(ret);
 }
 
 /* The keyframe at or before ts, into out. */
@@ -294,7 +303,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
     }
     if (*done)
         return 0;
-    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : decoder_error(ret);
 }
 
 /* The frame shown at ts, into out. */
@@ -327,8 +336,10 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             int early = s->pkt->pts != AV_NOPTS_VALUE && s->pkt->pts + 2 * s->frame_duration < ts;
             s->dec->skip_frame = early && !s->animated ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
             ret = avcodec_send_packet(s->dec, s->pkt);
-            if (ret < 0 && ret != AVERROR_INVALIDDATA)
+            if (ret < 0 && ret != AVERROR_INVALIDDATA) {
+                ret = decoder_error(ret);
                 goto end;
+            }
             ret = take_frames(s, ts, out, &have, &done);
             if (ret < 0)
                 goto end;
