@@ -4,6 +4,7 @@
 
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/pixdesc.h>
 
 #include "mediaworker/error.h"
 #include "mediaworker/frame_select.h"
@@ -34,6 +35,7 @@ struct mw_frame_source {
     int still;
     int animated;
     int read_any;                /* packets were read since the open (a still can then no longer be re-read) */
+    int fast_keyframes;          /* decode lone keyframes without the deblocking filter */
 };
 
 int mw_select_parse(const char *text, enum mw_select *select)
@@ -96,10 +98,63 @@ void mw_frame_score_gray(const uint8_t *data, int linesize, int width, int heigh
     out->score = brightness * (0.55 * contrast + 0.45 * sharpness);
 }
 
+/* True for 8-bit formats whose first plane is the luma, one byte per pixel (yuv4xxp, yuvj4xxp, nv12, gray). */
+static int has_plain_luma(const AVFrame *frame)
+{
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(frame->format);
+
+    return desc && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BE |
+                                    AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_BITSTREAM)) &&
+           desc->comp[0].plane == 0 && desc->comp[0].step == 1 && desc->comp[0].depth == 8 &&
+           desc->comp[0].offset == 0;
+}
+
+/*
+ * Scores straight from the luma plane, sampling a 2x2 average per cell of a grid SCORE_WIDTH wide: the
+ * scaler would read every pixel of a large frame for a picture that only needs its outline.
+ */
+static int score_luma(const AVFrame *frame, struct mw_frame_score *out)
+{
+    int width = frame->width < SCORE_WIDTH ? frame->width : SCORE_WIDTH;
+    int height = (int)((int64_t)frame->height * width / frame->width);
+    int limited = frame->color_range != AVCOL_RANGE_JPEG && frame->format != AV_PIX_FMT_YUVJ420P &&
+                  frame->format != AV_PIX_FMT_YUVJ422P && frame->format != AV_PIX_FMT_YUVJ444P;
+    uint8_t *grid;
+
+    if (height < 1)
+        height = 1;
+    grid = av_malloc((size_t)width * height);
+    if (!grid)
+        return AVERROR(ENOMEM);
+    for (int y = 0; y < height; y++) {
+        int sy = (int)((int64_t)y * frame->height / height);
+        int sy2 = sy + 1 < frame->height ? sy + 1 : sy;
+        const uint8_t *row = frame->data[0] + (ptrdiff_t)sy * frame->linesize[0];
+        const uint8_t *next = frame->data[0] + (ptrdiff_t)sy2 * frame->linesize[0];
+        for (int x = 0; x < width; x++) {
+            int sx = (int)((int64_t)x * frame->width / width);
+            int sx2 = sx + 1 < frame->width ? sx + 1 : sx;
+            int v = (row[sx] + row[sx2] + next[sx] + next[sx2] + 2) / 4;
+            if (limited)
+                v = (v - 16) * 255 / 219;
+            grid[y * width + x] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    }
+    mw_frame_score_gray(grid, width, width, height, out);
+    av_free(grid);
+    return 0;
+}
+
 int mw_frame_score(const AVFrame *frame, struct mw_frame_score *out)
 {
     AVFrame *gray = NULL;
-    int ret = mw_picture_render_gray(frame, SCORE_WIDTH, &gray);
+    int ret;
+
+    if (frame->width <= 0 || frame->height <= 0)
+        return AVERROR_INVALIDDATA;
+    if (has_plain_luma(frame))
+        return score_luma(frame, out);
+    ret = mw_picture_render_gray(frame, SCORE_WIDTH, &gray);
 
     if (ret < 0)
         return ret;
@@ -210,10 +265,20 @@ static int decoder_error(int ret)
     return ret == AVERROR(EINVAL) ? MW_ERR_TOO_MANY_PIXELS : ret;
 }
 
+void mw_frame_source_set_fast_keyframes(struct mw_frame_source *s, int fast)
+{
+    s->fast_keyframes = fast;
+}
+
 /* Decodes the packet in s->pkt on its own (drain, then reset) into s->frame. 0 or EAGAIN when it gave none. */
 static int decode_alone(struct mw_frame_source *s)
 {
-    int ret = avcodec_send_packet(s->dec, s->pkt);
+    int ret;
+
+    /* No later frame is decoded from this one, so skipping the deblocking filter cannot drift; its
+     * block edges vanish in the downscale the caller promised. */
+    s->dec->skip_loop_filter = s->fast_keyframes ? AVDISCARD_ALL : AVDISCARD_DEFAULT;
+    ret = avcodec_send_packet(s->dec, s->pkt);
 
     if (ret < 0 && ret != AVERROR_INVALIDDATA)
         return decoder_error(ret);
@@ -335,6 +400,7 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             /* Frames well before the position that nothing refers to need not be decoded at all. */
             int early = s->pkt->pts != AV_NOPTS_VALUE && s->pkt->pts + 2 * s->frame_duration < ts;
             s->dec->skip_frame = early && !s->animated ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+            s->dec->skip_loop_filter = AVDISCARD_DEFAULT;
             ret = avcodec_send_packet(s->dec, s->pkt);
             if (ret < 0 && ret != AVERROR_INVALIDDATA) {
                 ret = decoder_error(ret);

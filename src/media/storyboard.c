@@ -120,8 +120,9 @@ static void blit(const AVFrame *tile, AVFrame *sheet, int x, int y)
                tile->data[0] + (ptrdiff_t)row * tile->linesize[0], (size_t)tile->width * 3);
 }
 
-/* Tile size from the stream's display geometry, so the plan exists before anything is decoded. */
-static void tile_size(const struct mw_input *in, int stream_index, int tile_width, int *height)
+/* Tile size from the stream's display geometry, so the plan exists before anything is decoded. Returns 1
+ * when tiles are at most a third of the picture's width (see mw_frame_source_set_fast_keyframes). */
+static int tile_size(const struct mw_input *in, int stream_index, int tile_width, int *height)
 {
     AVFormatContext *fmt = mw_input_format(in);
     AVStream *st = fmt->streams[stream_index];
@@ -134,6 +135,7 @@ static void tile_size(const struct mw_input *in, int stream_index, int tile_widt
     *height = dw > 0 && dh > 0 ? 2 * (int)lround((double)tile_width * dh / dw / 2) : tile_width * 9 / 16 / 2 * 2;
     if (*height < 2)
         *height = 2;
+    return dw > 0 && tile_width * 3 <= dw;
 }
 
 struct tile_state {
@@ -297,7 +299,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
     const char *prefix = req->prefix ? req->prefix : "storyboard";
     const char *source_name;
     int tile_width = req->tile_width > 0 ? req->tile_width : DEFAULT_TILE_WIDTH;
-    int tile_height, still, animated;
+    int tile_height, still, animated, small;
     int stream_index = mw_thumbnail_picture_stream(probe, &still, &animated, &source_name);
     int ret;
 
@@ -308,7 +310,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
     }
     snprintf(result->vtt_name, sizeof(result->vtt_name), "%s.vtt", prefix);
     snprintf(result->index_name, sizeof(result->index_name), "%s.json", prefix);
-    tile_size(in, stream_index, tile_width, &tile_height);
+    small = tile_size(in, stream_index, tile_width, &tile_height);
     ret = mw_storyboard_plan(probe->duration_us, req->interval_s, req->count, req->columns > 0 ? req->columns : DEFAULT_COLUMNS,
                              req->rows > 0 ? req->rows : DEFAULT_ROWS, tile_width, tile_height, &result->layout);
     if (ret < 0)
@@ -316,6 +318,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
     ret = mw_frame_source_new(&state.source, in, stream_index, 1, 0, animated);
     if (ret < 0)
         goto end;
+    mw_frame_source_set_fast_keyframes(state.source, small);
     state.frame = av_frame_alloc();
     if (!state.frame) {
         ret = AVERROR(ENOMEM);

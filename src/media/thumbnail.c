@@ -137,6 +137,27 @@ static int write_outputs(const struct mw_input *in, int stream_index, const AVFr
     return ret;
 }
 
+/* True when every output is at most a third of the picture's width: see mw_frame_source_set_fast_keyframes. */
+static int all_outputs_small(const struct mw_input *in, int stream_index, const struct mw_thumbnail_request *req)
+{
+    AVFormatContext *fmt = mw_input_format(in);
+    AVStream *st = fmt->streams[stream_index];
+    struct mw_orientation o = {0, 0};
+    int dw, dh;
+
+    o.rotation = mw_probe_stream_rotation(st, &o.hflip);
+    if (st->codecpar->width <= 0 || st->codecpar->height <= 0)
+        return 0;
+    mw_picture_display_size(st->codecpar->width, st->codecpar->height, av_guess_sample_aspect_ratio(fmt, st, NULL),
+                            &o, &dw, &dh);
+    for (int i = 0; i < req->output_count; i++) {
+        struct mw_fit_result fit;
+        if (mw_picture_fit(dw, dh, &req->outputs[i].size, &fit) < 0 || fit.scaled_width * 3 > dw)
+            return 0;
+    }
+    return 1;
+}
+
 int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct mw_thumbnail_request *req,
                       struct mw_thumbnail_result *result)
 {
@@ -156,6 +177,7 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
                               still, animated);
     if (ret < 0)
         goto end;
+    mw_frame_source_set_fast_keyframes(source, all_outputs_small(in, stream_index, req));
     frame = av_frame_alloc();
     if (!frame) {
         ret = AVERROR(ENOMEM);
