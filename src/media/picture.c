@@ -172,11 +172,16 @@ static int scale_into(const AVFrame *frame, AVFrame *dst)
     int strides[4] = {0};
     int field = frame->interlaced_frame && frame->height >= 4;
     int height = field ? frame->height / 2 : frame->height;
+    /* Shrinking by half or more is what thumbnails do: an area average is the right filter there and
+     * costs half of bicubic's; enlarging or slight shrinking keeps bicubic with full chroma. */
+    int flags = frame->width >= 2 * dst->width && height >= 2 * dst->height
+                    ? SWS_AREA | SWS_ACCURATE_RND
+                    : SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT;
     struct SwsContext *sws;
     int ret;
 
-    sws = sws_getContext(frame->width, height, frame->format, dst->width, dst->height, dst->format,
-                         SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INT, NULL, NULL, NULL);
+    sws = sws_getContext(frame->width, height, frame->format, dst->width, dst->height, dst->format, flags, NULL,
+                         NULL, NULL);
     if (!sws)
         return AVERROR(EINVAL);
     if (is_yuv(frame->format)) {
