@@ -3,8 +3,8 @@
  *
  * One frame is chosen (frame_select.h) and decoded once, then rendered (picture.h) and encoded
  * (image_encode.h) for every requested size. The picture comes from, in order: the main video stream, a
- * still image, an animation, or an audio file's attached cover. An input with none of these fails with
- * MW_ERR_NO_PICTURE.
+ * still image, an animation, an audio file's attached cover, or the waveform of the audio (waveform.h).
+ * An input with none of these fails with MW_ERR_NO_PICTURE.
  */
 #ifndef MEDIAWORKER_THUMBNAIL_H
 #define MEDIAWORKER_THUMBNAIL_H
@@ -51,7 +51,7 @@ struct mw_thumbnail_request {
 struct mw_thumbnail_result {
     int64_t time_us;                   /* time of the chosen frame from the start of the media */
     struct mw_frame_score score;
-    const char *source;                /* "video", "image", "animation", "cover" (static string) */
+    const char *source;                /* "video", "image", "animation", "cover", "waveform" (static) */
 };
 
 /*

@@ -8,6 +8,9 @@
 #include "mediaworker/error.h"
 #include "mediaworker/log.h"
 #include "mediaworker/thumbnail.h"
+#include "mediaworker/waveform.h"
+
+#define WAVEFORM_WIDTH 1280
 
 int mw_position_parse(const char *text, struct mw_position *pos)
 {
@@ -158,6 +161,43 @@ static int all_outputs_small(const struct mw_input *in, int stream_index, const 
     return 1;
 }
 
+/* Audio without a picture gets its waveform, drawn as wide as the largest output (4:1). */
+static int make_waveform(struct mw_input *in, const struct mw_probe *probe, struct mw_thumbnail_request *req,
+                         struct mw_thumbnail_result *result)
+{
+    struct mw_orientation upright = {0, 0};
+    AVFrame *picture = NULL;
+    int width = WAVEFORM_WIDTH;
+    int ret;
+
+    for (int i = 0; i < req->output_count; i++)
+        if (req->outputs[i].size.width > width)
+            width = req->outputs[i].size.width;
+    ret = mw_waveform_render(in, probe->streams[probe->best_audio].index, width, width / 4, &picture);
+    if (ret < 0)
+        return ret;
+    result->source = "waveform";
+    result->time_us = 0;
+    memset(&result->score, 0, sizeof(result->score));
+    for (int i = 0; i < req->output_count && ret >= 0; i++) {
+        struct mw_thumbnail_output *o = &req->outputs[i];
+        struct mw_size_request size = o->size;
+        AVFrame *scaled = NULL;
+
+        size.even = size.even || mw_image_format_wants_even(o->format);
+        ret = mw_picture_render(picture, (AVRational){1, 1}, &upright, &size, 0, &scaled);
+        if (ret >= 0)
+            ret = mw_image_encode_file(scaled, o->format, o->quality, o->path, &o->bytes);
+        if (ret >= 0) {
+            o->width = scaled->width;
+            o->height = scaled->height;
+        }
+        av_frame_free(&scaled);
+    }
+    av_frame_free(&picture);
+    return ret;
+}
+
 int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct mw_thumbnail_request *req,
                       struct mw_thumbnail_result *result)
 {
@@ -169,7 +209,7 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
     int ret;
 
     if (stream_index < 0) {
-        ret = stream_index;
+        ret = probe->best_audio >= 0 ? make_waveform(in, probe, req, result) : stream_index;
         goto end;
     }
     /* A single keyframe decodes fastest on one thread: frame threads only add latency there. */

@@ -210,6 +210,30 @@ def test_hdr():
           f"(untone-mapped: {sum(naive) / len(naive):.1f})")
 
 
+def combing(image):
+    """Mean distance of each pixel from the average of the rows above and below: high for interlaced combs."""
+    w, h, data = image
+    grey = [sum(data[i:i + 3]) / 3 for i in range(0, len(data), 3)]
+    total = sum(abs(grey[y * w + x] - (grey[(y - 1) * w + x] + grey[(y + 1) * w + x]) / 2)
+                for y in range(1, h - 1) for x in range(0, w, 2))
+    return total / ((h - 2) * (w // 2))
+
+
+def test_interlaced():
+    clip = media("interlaced.mp4", ["-f", "lavfi", "-i", "testsrc2=s=320x240:r=50:d=1,tinterlace=mode=interleave_top",
+                                    "-c:v", "libx264", "-flags", "+ilme+ildct", "-x264opts", "tff=1",
+                                    "-pix_fmt", "yuv420p"])
+    check(ffprobe(clip)["streams"][0].get("field_order") == "tt", "interlaced clip is not flagged top field first")
+    out = os.path.join(OUT, "interlaced.png")
+    thumbnail([clip, "-o", out, "--at", "0.5", "--select", "exact"])
+    ours = decode_rgb(out)
+    check(ours[:2] == (320, 240), f"interlaced: size {ours[:2]}")
+    data = subprocess.run(["ffmpeg", "-v", "error", "-ss", "0.5", "-i", clip, "-frames:v", "1", "-f", "rawvideo",
+                           "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = combing((320, 240, data))
+    check(combing(ours) < 0.5 * raw, f"interlaced: combing {combing(ours):.2f}, woven frame {raw:.2f}")
+
+
 def test_sizes_and_formats():
     clip = media("sizes.mp4", ["-f", "lavfi", "-i", "testsrc2=s=640x360:d=1", "-c:v", "libx264", "-preset",
                                "ultrafast"])
@@ -256,9 +280,20 @@ def test_image_inputs():
     result = thumbnail([cover, "-o", os.path.join(OUT, "cover.jpg")])
     check(result.get("source") == "cover", f"audio with cover: {result}")
     check(near(corners(decode_rgb(os.path.join(OUT, "cover.jpg")))[2], WHITE, 30), "cover colours")
-    audio = media("plain.m4a", ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"])
-    result = thumbnail([audio, "-o", os.path.join(OUT, "none.jpg")], rc=1)
-    check(result.get("error", {}).get("code") == "NO_PICTURE", f"audio without cover: {result}")
+    # Audio without a cover: a waveform, loud in the middle rows, background at the top and bottom.
+    audio = media("plain.m4a", ["-f", "lavfi", "-i", "sine=f=220:d=2,volume=0.5", "-c:a", "aac"])
+    result = thumbnail([audio, "-o", os.path.join(OUT, "wave.png"), "--width", "400"])
+    check(result.get("source") == "waveform", f"audio without cover: {result}")
+    image = decode_rgb(os.path.join(OUT, "wave.png"))
+    check(image[:2] == (400, 100), f"waveform size {image[:2]}")
+    check(sum(pixel(image, 200, 50)) > sum(pixel(image, 200, 1)) + 100, "waveform has no envelope in the middle")
+    # Nothing to show at all: a clear error.
+    data = os.path.join(CORPUS, "not-media.wav")
+    with open(data, "wb") as f:
+        f.write(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x44\xac\x00\x00\x88\x58\x01\x00"
+                b"\x02\x00\x10\x00data\x00\x00\x00\x00")
+    result = thumbnail([data, "-o", os.path.join(OUT, "none.jpg")], rc=1)
+    check(result.get("error", {}).get("code") == "NO_PICTURE", f"audio with no samples: {result}")
 
 
 def png_chunk(kind, data):
@@ -366,7 +401,7 @@ def test_job_operations():
 
 
 for test in (test_orientation, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
-             test_hdr, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
+             test_hdr, test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
     print(f"== {test.__name__}", flush=True)
     test()
 finish()

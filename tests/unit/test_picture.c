@@ -7,6 +7,7 @@
 
 #include "mediaworker/picture.h"
 #include "mediaworker/tonemap.h"
+#include "mediaworker/waveform.h"
 
 static struct mw_fit_result fit(int dw, int dh, int width, int height, enum mw_fit mode, int upscale, int even)
 {
@@ -180,6 +181,24 @@ static void tonemap_curve_keeps_sdr_and_rolls_off(void **state)
     assert_false(mw_tonemap_is_hdr(AVCOL_TRC_BT709));
 }
 
+static void waveform_bars_follow_the_envelope(void **state)
+{
+    static const float peak[4] = {0, 1, 0.5f, 0}, rms[4] = {0, 0.5f, 0.25f, 0};
+    AVFrame *rgb = rgb_frame(4, 41);
+    const uint8_t *top_of_loud = rgb->data[0] + 3 * rgb->linesize[0] + 3 * 1;
+    const uint8_t *top_of_half = rgb->data[0] + 3 * rgb->linesize[0] + 3 * 2;
+    const uint8_t *middle_of_half = rgb->data[0] + 20 * rgb->linesize[0] + 3 * 2;
+    const uint8_t *corner = rgb->data[0];
+
+    (void)state;
+    mw_waveform_draw(peak, rms, 4, rgb);
+    /* The loudest column reaches near the top; the half-loud one does not; silence stays background. */
+    assert_memory_not_equal(top_of_loud, corner, 3);
+    assert_memory_equal(top_of_half, corner, 3);
+    assert_memory_not_equal(middle_of_half, corner, 3);
+    av_frame_free(&rgb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +210,7 @@ int main(void)
         cmocka_unit_test(exif_orientations),
         cmocka_unit_test(render_rotates_and_mirrors),
         cmocka_unit_test(tonemap_curve_keeps_sdr_and_rolls_off),
+        cmocka_unit_test(waveform_bars_follow_the_envelope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
