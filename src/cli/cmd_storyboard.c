@@ -83,10 +83,10 @@ static cJSON *result_json(const char *input, const struct mw_storyboard_request 
 {
     const struct mw_storyboard_layout *l = &r->layout;
     cJSON *root = cJSON_CreateObject();
-    cJSON *sheets = root ? cJSON_AddArrayToObject(root, "sheets") : NULL;
+    cJSON *sheets;
     char path[4096];
 
-    if (!sheets || !cJSON_AddStringToObject(root, "file", input) ||
+    if (!root || !cJSON_AddStringToObject(root, "file", input) ||
         !cJSON_AddNumberToObject(root, "tile_count", l->tile_count) ||
         !cJSON_AddNumberToObject(root, "tile_width", l->tile_width) ||
         !cJSON_AddNumberToObject(root, "tile_height", l->tile_height) ||
@@ -97,7 +97,7 @@ static cJSON *result_json(const char *input, const struct mw_storyboard_request 
     if (!cJSON_AddStringToObject(root, "vtt", path))
         goto fail;
     snprintf(path, sizeof(path), "%s/%s", req->dir, r->index_name);
-    if (!cJSON_AddStringToObject(root, "index", path))
+    if (!cJSON_AddStringToObject(root, "index", path) || !(sheets = cJSON_AddArrayToObject(root, "sheets")))
         goto fail;
     for (int s = 0; s < l->sheet_count; s++) {
         char name[300];

@@ -169,13 +169,14 @@ static int name_outputs(struct thumbnail_plan *plan, const char *input)
 static cJSON *result_json(const char *input, const struct thumbnail_plan *plan, const struct mw_thumbnail_result *r)
 {
     cJSON *root = cJSON_CreateObject();
-    cJSON *outputs = root ? cJSON_AddArrayToObject(root, "outputs") : NULL;
+    cJSON *outputs;
 
-    if (!outputs || !cJSON_AddStringToObject(root, "file", input) ||
+    if (!root || !cJSON_AddStringToObject(root, "file", input) ||
         !cJSON_AddStringToObject(root, "source", r->source) ||
         !cJSON_AddStringToObject(root, "select", mw_select_name(plan->req.select)) ||
         !cJSON_AddNumberToObject(root, "time", (double)r->time_us / 1e6) ||
-        !cJSON_AddNumberToObject(root, "score", round(r->score.score * 1000) / 1000))
+        !cJSON_AddNumberToObject(root, "score", round(r->score.score * 1000) / 1000) ||
+        !(outputs = cJSON_AddArrayToObject(root, "outputs")))
         goto fail;
     for (int i = 0; i < plan->req.output_count; i++) {
         const struct mw_thumbnail_output *o = &plan->outputs[i];
