@@ -279,7 +279,6 @@ static int decode_alone(struct mw_frame_source *s)
      * block edges vanish in the downscale the caller promised. */
     s->dec->skip_loop_filter = s->fast_keyframes ? AVDISCARD_ALL : AVDISCARD_DEFAULT;
     ret = avcodec_send_packet(s->dec, s->pkt);
-
     if (ret < 0 && ret != AVERROR_INVALIDDATA)
         return decoder_error(ret);
     if (ret >= 0) {
@@ -306,8 +305,10 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
         if (ret >= 0)
             ret = decode_alone(s);
         av_packet_unref(s->pkt);
-        if (ret >= 0)
+        if (ret >= 0) {
+            av_frame_unref(out);
             av_frame_move_ref(out, s->frame);
+        }
         return ret == AVERROR(EAGAIN) ? MW_ERR_NO_PICTURE : ret;
     }
     ret = seek_to(s, ts);
