@@ -182,6 +182,14 @@ def test_colour_levels():
             thumbnail([clip, "-o", out, "--at", "0"])
             got = pixel(decode_rgb(out), 80, 60)
             check(near(got, value, 4), f"{name} through {matrix}/{rng}: got {got}, expected {value}")
+    # 10-bit SDR goes through the same matrix handling, without tone mapping.
+    clip = media("level-colour-10bit.mp4", ["-f", "lavfi", "-i", f"color=c={hexcolour}:s=160x120:d=0.2", "-vf",
+                                            "format=rgb24,scale=out_color_matrix=bt709:out_range=tv,format=yuv444p10le",
+                                            "-c:v", "libx264", "-qp", "0", "-colorspace", "bt709", "-color_range", "tv"])
+    out = os.path.join(OUT, "level-colour-10bit.png")
+    thumbnail([clip, "-o", out, "--at", "0"])
+    got = pixel(decode_rgb(out), 80, 60)
+    check(near(got, colour, 4), f"10-bit BT.709: got {got}, expected {colour}")
 
 
 def test_hdr():
@@ -208,6 +216,15 @@ def test_hdr():
     check(abs(means["hdr"] - means["sdr"]) < 0.12 * means["sdr"],
           f"HDR poster mean {means['hdr']:.1f} is not within 12% of the SDR one {means['sdr']:.1f} "
           f"(untone-mapped: {sum(naive) / len(naive):.1f})")
+    hlg = media("hdr-hlg.mp4", ["-f", "lavfi", "-i", "testsrc2=s=320x180:d=0.2", "-vf",
+                                "format=gbrp,zscale=tin=iec61966-2-1:min=gbr:pin=bt709:rin=full:t=arib-std-b67:"
+                                "p=bt2020:m=bt2020nc:r=limited:npl=1000,format=yuv420p10le",
+                                "-c:v", "libx264", "-color_trc", "arib-std-b67", "-color_primaries", "bt2020",
+                                "-colorspace", "bt2020nc"])
+    out = os.path.join(OUT, "hdr-hlg.png")
+    thumbnail([hlg, "-o", out, "--at", "0"])
+    check(abs(mean(decode_rgb(out)) - means["sdr"]) < 0.25 * means["sdr"],
+          f"HLG poster mean {mean(decode_rgb(out)):.1f} is far from the SDR one {means['sdr']:.1f}")
 
 
 def combing(image):
@@ -318,6 +335,9 @@ def test_hostile():
         proc = run(["thumbnail", cut, "-o", os.path.join(OUT, "truncated.jpg"), "--select", "exact"], timeout=60)
         check(proc.returncode in (0, 1) and "error" in proc.stdout if proc.returncode else True,
               f"truncated {fraction}: exit {proc.returncode} {proc.stdout[:200]}")
+    small = media("truncate-src.mp4", [])
+    result = thumbnail([small, "-o", os.path.join(OUT, "limit.jpg"), "--max-pixels", "10000"], rc=1)
+    check(result.get("error", {}).get("code") == "TOO_MANY_PIXELS", f"over --max-pixels: {result}")
     garbage = os.path.join(OUT, "garbage.mp4")
     with open(garbage, "wb") as f:
         f.write(os.urandom(4096))
@@ -360,12 +380,11 @@ def test_storyboard():
     check((info["width"], info["height"]) == (320, 90), f"second sheet of 2 tiles: {info['width']}x{info['height']}")
 
 
-def run_job(operations, name):
+def run_job(operations, name, source=None):
     root = fresh_dir(f"thumbnail-job-{name}")
     os.makedirs(os.path.join(root, "in"))
     os.makedirs(os.path.join(root, "out"))
-    src = media("story.mp4", [])
-    os.link(src, os.path.join(root, "in", "clip.mp4"))
+    os.link(source or media("story.mp4", []), os.path.join(root, "in", "clip.mp4"))
     job = os.path.join(root, "job.json")
     with open(job, "w") as f:
         json.dump({"user_id": 7, "file_info": {"path": "clip.mp4"}, "operations": operations}, f)
@@ -398,6 +417,9 @@ def test_job_operations():
         error = report.get("error", {})
         check(proc.returncode == 1 and error.get("code") == "INVALID_MESSAGE" and field in error.get("message", ""),
               f"{params}: {error}")
+    proc, report, _ = run_job([{"type": "storyboard"}], "audio", source=media("plain.m4a", []))
+    check(proc.returncode == 1 and report.get("error", {}).get("code") == "NO_PICTURE",
+          f"storyboard of audio: {report.get('error')}")
 
 
 for test in (test_orientation, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
