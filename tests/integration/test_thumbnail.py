@@ -417,6 +417,11 @@ def test_job_operations():
         error = report.get("error", {})
         check(proc.returncode == 1 and error.get("code") == "INVALID_MESSAGE" and field in error.get("message", ""),
               f"{params}: {error}")
+    proc, report, out = run_job([{"type": "thumbnail", "select": "exact", "at": 3, "format": "webp",
+                                  "sizes": [{"width": 160}, {"width": 64, "height": 64, "fit": "cover"}]}], "sizes")
+    got = sorted((os.path.basename(o["path"]), o["width"], o["height"]) for o in report.get("outputs", []))
+    check(got == [("thumbnail-1.webp", 64, 64), ("thumbnail.webp", 160, 90)], f"job sizes: {got}")
+    check(all(abs(o["time"] - 3.0) < 0.05 for o in report.get("outputs", [])), f"job exact time: {report}")
     proc, report, _ = run_job([{"type": "storyboard"}], "audio", source=media("plain.m4a", []))
     check(proc.returncode == 1 and report.get("error", {}).get("code") == "NO_PICTURE",
           f"storyboard of audio: {report.get('error')}")
