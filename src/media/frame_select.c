@@ -375,7 +375,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
 /* The frame shown at ts, into out. */
 static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
-    int have = 0, done = 0;
+    int have = 0, done = 0, drained = 0;
     int ret;
 
     if (s->still || (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC))
@@ -407,9 +407,22 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
                 ret = decoder_error(ret);
                 goto end;
             }
+            /* The packet shown at ts has been sent: whatever follows in decode order is either after ts or
+             * not needed, so draining now saves decoding the frames the reorder delay would wait for. */
+            if (ret >= 0 && s->pkt->pts != AV_NOPTS_VALUE && llabs(s->pkt->pts - ts) <= s->frame_duration / 2) {
+                s->dec->skip_frame = AVDISCARD_DEFAULT;
+                ret = avcodec_send_packet(s->dec, NULL);
+                if (ret < 0) {
+                    ret = decoder_error(ret);
+                    goto end;
+                }
+                drained = 1;
+            }
             ret = take_frames(s, ts, out, &have, &done);
             if (ret < 0)
                 goto end;
+            if (drained)
+                done = 1;
         }
         av_packet_unref(s->pkt);
     }
