@@ -47,7 +47,7 @@ static int build_request(struct mw_storyboard_request *req)
 
     memset(req, 0, sizeof(*req));
     req->interval_s = 10;
-    if (!opt_output) {
+    if (!opt_output || !*opt_output) {
         fprintf(stderr, "mediaworker storyboard: -o DIR is required\n");
         return MW_EXIT_USAGE;
     }

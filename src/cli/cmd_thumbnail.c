@@ -96,7 +96,7 @@ static int build_plan(struct thumbnail_plan *plan, int input_count, int threads)
     int quality = 0;
 
     memset(plan, 0, sizeof(*plan));
-    if (!opt_output)
+    if (!opt_output || !*opt_output)
         return usage_error("command line: -o OUT is required");
     plan->to_directory = input_count > 1 || opt_output[strlen(opt_output) - 1] == '/' ||
                          (stat(opt_output, &st) == 0 && S_ISDIR(st.st_mode));
