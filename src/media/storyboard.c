@@ -148,12 +148,12 @@ struct tile_state {
 static int render_tile(const struct mw_input *in, int stream_index, const struct mw_storyboard_layout *layout,
                        const struct mw_storyboard_tile *t, int64_t duration_us, struct tile_state *state)
 {
-    const AVStream *st = mw_input_format(in)->streams[stream_index];
+    AVStream *st = mw_input_format(in)->streams[stream_index];
     struct mw_size_request size = {layout->tile_width, layout->tile_height, MW_FIT_COVER, 1, 0};
     int64_t t_us = (int64_t)llround(t->start_s * 1e6);
     int64_t ts = av_rescale_q(t_us, AV_TIME_BASE_Q, st->time_base) +
                  (st->start_time != AV_NOPTS_VALUE ? st->start_time : 0);
-    const AVIndexEntry *entry = avformat_index_get_entry_from_timestamp((AVStream *)st, ts, AVSEEK_FLAG_BACKWARD);
+    const AVIndexEntry *entry = avformat_index_get_entry_from_timestamp(st, ts, AVSEEK_FLAG_BACKWARD);
     struct mw_orientation orientation;
     AVRational sar;
     int64_t time_us;

@@ -109,6 +109,7 @@ void mw_thumbnail_frame_geometry(const struct mw_input *in, int stream_index, co
     /* A still JPEG says how it is turned in EXIF; libavcodec 59 exports the tag but does not apply it. */
     if (exif && !orientation->rotation && !orientation->hflip)
         *orientation = mw_picture_exif_orientation((int)strtol(exif->value, NULL, 10));
+    /* libavformat 59 declares the frame non-const but only reads it. */
     *sar = av_guess_sample_aspect_ratio(fmt, st, (AVFrame *)frame);
 }
 
