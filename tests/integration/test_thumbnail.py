@@ -100,6 +100,31 @@ def test_orientation():
               f"rotation {rotation}: corners differ from ffmpeg's autorotation {corners(oracle)}")
 
 
+def patched_matrix(base, name, a, d):
+    """base with its tkhd display matrix set to diag(a, d) (16.16): ffmpeg 5.1's CLI cannot write mirrors."""
+    path = os.path.join(CORPUS, name)
+    if not os.path.exists(path):
+        with open(base, "rb") as f:
+            data = bytearray(f.read())
+        box = data.find(b"tkhd") - 4
+        assert data[box + 8] == 0, "tkhd version 0 expected"
+        struct.pack_into(">9i", data, box + 48, a, 0, 0, 0, d, 0, 0, 0, 1 << 30)
+        with open(path, "wb") as f:
+            f.write(data)
+    return path
+
+
+def test_mirrors():
+    base = media("quad.mp4", [])
+    for name, a, d, expected in (("hflip", -65536, 65536, [GREEN, RED, BLUE, WHITE]),
+                                 ("vflip", 65536, -65536, [BLUE, WHITE, GREEN, RED])):
+        clip = patched_matrix(base, f"quad-{name}.mp4", a, d)
+        out = os.path.join(OUT, f"{name}.png")
+        thumbnail([clip, "-o", out, "--at", "0"])
+        got = corners(decode_rgb(out))
+        check(all(near(g, w, 40) for g, w in zip(got, expected)), f"{name}: corners {got}, expected {expected}")
+
+
 def exif_jpeg(orientation):
     """quad.jpg with an EXIF APP1 segment carrying Orientation."""
     plain = media("quad.jpg", quad_raw() + ["-q:v", "2"])
@@ -427,7 +452,7 @@ def test_job_operations():
           f"storyboard of audio: {report.get('error')}")
 
 
-for test in (test_orientation, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
+for test in (test_orientation, test_mirrors, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
              test_hdr, test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
     print(f"== {test.__name__}", flush=True)
     test()
