@@ -330,7 +330,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
     ret = write_vtt_and_index(req, prefix, result);
 end:
     if (ret < 0)
-        mw_log(MW_LOG_ERROR, "storyboard", "storyboard failed: %s", mw_err2str(ret));
+        mw_log(MW_LOG_DEBUG, "storyboard", "storyboard failed: %s", mw_err2str(ret));
     av_frame_free(&state.tile);
     av_frame_free(&state.frame);
     mw_frame_source_free(&state.source);

@@ -113,28 +113,26 @@ void mw_thumbnail_frame_geometry(const struct mw_input *in, int stream_index, co
     *sar = av_guess_sample_aspect_ratio(fmt, st, (AVFrame *)frame);
 }
 
-static int write_outputs(const struct mw_input *in, int stream_index, const AVFrame *frame,
+/* Renders and writes every output of req from the one frame. */
+static int write_outputs(const AVFrame *frame, AVRational sar, const struct mw_orientation *orientation,
                          struct mw_thumbnail_request *req)
 {
-    struct mw_orientation orientation;
-    AVRational sar;
     int ret = 0;
 
-    mw_thumbnail_frame_geometry(in, stream_index, frame, &orientation, &sar);
     for (int i = 0; i < req->output_count && ret >= 0; i++) {
         struct mw_thumbnail_output *o = &req->outputs[i];
         struct mw_size_request size = o->size;
         AVFrame *picture = NULL;
 
         size.even = size.even || mw_image_format_wants_even(o->format);
-        ret = mw_picture_render(frame, sar, &orientation, &size, mw_image_format_has_alpha(o->format), &picture);
+        ret = mw_picture_render(frame, sar, orientation, &size, mw_image_format_has_alpha(o->format), &picture);
         if (ret >= 0)
             ret = mw_image_encode_file(picture, o->format, o->quality, o->path, &o->bytes);
         if (ret >= 0) {
             o->width = picture->width;
             o->height = picture->height;
         } else {
-            mw_log(MW_LOG_ERROR, "thumbnail", "writing %s failed: %s", o->path, mw_err2str(ret));
+            mw_log(MW_LOG_DEBUG, "thumbnail", "writing %s failed: %s", o->path, mw_err2str(ret));
         }
         av_frame_free(&picture);
     }
@@ -166,7 +164,7 @@ static int all_outputs_small(const struct mw_input *in, int stream_index, const 
 static int make_waveform(struct mw_input *in, const struct mw_probe *probe, struct mw_thumbnail_request *req,
                          struct mw_thumbnail_result *result)
 {
-    struct mw_orientation upright = {0, 0};
+    static const struct mw_orientation upright = {0, 0};
     AVFrame *picture = NULL;
     int width = WAVEFORM_WIDTH;
     int ret;
@@ -180,21 +178,7 @@ static int make_waveform(struct mw_input *in, const struct mw_probe *probe, stru
     result->source = "waveform";
     result->time_us = 0;
     memset(&result->score, 0, sizeof(result->score));
-    for (int i = 0; i < req->output_count && ret >= 0; i++) {
-        struct mw_thumbnail_output *o = &req->outputs[i];
-        struct mw_size_request size = o->size;
-        AVFrame *scaled = NULL;
-
-        size.even = size.even || mw_image_format_wants_even(o->format);
-        ret = mw_picture_render(picture, (AVRational){1, 1}, &upright, &size, 0, &scaled);
-        if (ret >= 0)
-            ret = mw_image_encode_file(scaled, o->format, o->quality, o->path, &o->bytes);
-        if (ret >= 0) {
-            o->width = scaled->width;
-            o->height = scaled->height;
-        }
-        av_frame_free(&scaled);
-    }
+    ret = write_outputs(picture, (AVRational){1, 1}, &upright, req);
     av_frame_free(&picture);
     return ret;
 }
@@ -203,6 +187,8 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
                       struct mw_thumbnail_result *result)
 {
     struct mw_frame_source *source = NULL;
+    struct mw_orientation orientation;
+    AVRational sar;
     AVFrame *frame = NULL;
     int64_t duration_us = probe->duration_us;
     int still, animated;
@@ -228,7 +214,8 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
                               frame, &result->time_us, &result->score);
     if (ret < 0)
         goto end;
-    ret = write_outputs(in, stream_index, frame, req);
+    mw_thumbnail_frame_geometry(in, stream_index, frame, &orientation, &sar);
+    ret = write_outputs(frame, sar, &orientation, req);
 end:
     av_frame_free(&frame);
     mw_frame_source_free(&source);
