@@ -34,9 +34,10 @@ int mw_image_format_has_alpha(enum mw_image_format format);
 int mw_image_format_wants_even(enum mw_image_format format);
 
 /*
- * Encodes picture (AV_PIX_FMT_RGB24 or RGBA) with quality 1..100 (ignored by PNG) and writes it to path
- * through a temporary file, fsync and rename. Returns 0 and the file size in *bytes (may be NULL), or a
- * negative error with nothing left at path or at the temporary name.
+ * Encodes picture (AV_PIX_FMT_RGB24 or RGBA) with quality 1..100 (ignored by PNG), checks that the result
+ * decodes back at the same size, and writes it to path through a temporary file, fsync and rename. Returns
+ * 0 and the file size in *bytes (may be NULL), or a negative error (MW_ERR_OUTPUT_CHECK when the check
+ * failed) with nothing left at path or at the temporary name.
  */
 int mw_image_encode_file(const AVFrame *picture, enum mw_image_format format, int quality, const char *path,
                          int64_t *bytes);

@@ -110,6 +110,44 @@ static int configure(AVCodecContext *ctx, enum mw_image_format format, int quali
     return 0;
 }
 
+/*
+ * The contract says outputs are checked before success is reported: the encoded image is decoded again
+ * (cheap at thumbnail sizes) and must come back at the size it was made.
+ */
+static int verify_packet(const AVPacket *pkt, enum mw_image_format format, int width, int height)
+{
+    static const enum AVCodecID decoder_ids[] = {AV_CODEC_ID_MJPEG, AV_CODEC_ID_PNG, AV_CODEC_ID_WEBP};
+    const AVCodec *codec = avcodec_find_decoder(decoder_ids[format]);
+    AVCodecContext *ctx = NULL;
+    AVFrame *frame = NULL;
+    int ret;
+
+    if (!codec)
+        return AVERROR_DECODER_NOT_FOUND;
+    ctx = avcodec_alloc_context3(codec);
+    frame = av_frame_alloc();
+    if (!ctx || !frame) {
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    ctx->thread_count = 1;
+    ret = avcodec_open2(ctx, codec, NULL);
+    if (ret >= 0)
+        ret = avcodec_send_packet(ctx, pkt);
+    if (ret >= 0)
+        ret = avcodec_send_packet(ctx, NULL);
+    if (ret >= 0)
+        ret = avcodec_receive_frame(ctx, frame);
+    if (ret >= 0 && (frame->width != width || frame->height != height))
+        ret = MW_ERR_OUTPUT_CHECK;
+    if (ret < 0 && ret != AVERROR(ENOMEM))
+        ret = MW_ERR_OUTPUT_CHECK;
+end:
+    av_frame_free(&frame);
+    avcodec_free_context(&ctx);
+    return ret;
+}
+
 int mw_image_encode_file(const AVFrame *picture, enum mw_image_format format, int quality, const char *path,
                          int64_t *bytes)
 {
@@ -154,6 +192,9 @@ int mw_image_encode_file(const AVFrame *picture, enum mw_image_format format, in
         goto end;
     /* Still-image encoders give exactly one packet; anything after it would be a second image. */
     ret = avcodec_receive_packet(ctx, pkt);
+    if (ret < 0)
+        goto end;
+    ret = verify_packet(pkt, format, picture->width, picture->height);
     if (ret < 0)
         goto end;
     ret = mw_path_write_atomic(path, pkt->data, (size_t)pkt->size);
