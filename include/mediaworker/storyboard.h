@@ -31,6 +31,9 @@ struct mw_storyboard_request {
     const char *dir;              /* existing output directory */
     const char *prefix;           /* file names: <prefix>-<n>.<ext>, <prefix>.vtt, <prefix>.json; NULL = "storyboard" */
     int threads;
+    /* Called after each tile (may be NULL), for progress reports on long inputs. */
+    void (*progress)(void *opaque, int tiles_done, int tile_count);
+    void *progress_opaque;
 };
 
 struct mw_storyboard_tile {

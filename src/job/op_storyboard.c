@@ -76,6 +76,17 @@ static int record_outputs(struct mw_job_context *ctx, const struct mw_storyboard
     return 0;
 }
 
+/* Tiles done, as the job's progress: this operation's share of the whole job. */
+static void report_progress(void *opaque, int tiles_done, int tile_count)
+{
+    struct mw_job_context *ctx = opaque;
+    struct mw_progress progress = {.phase = "storyboard", .done = tiles_done, .total = tile_count, .eta_s = -1};
+    int operations = ctx->job->operation_count > 0 ? ctx->job->operation_count : 1;
+
+    progress.percent = 100.0 * (ctx->operation_index + (double)tiles_done / tile_count) / operations;
+    ctx->progress(ctx->progress_opaque, &progress);
+}
+
 static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
 {
     struct mw_storyboard_request req;
@@ -86,6 +97,10 @@ static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
         return ret;
     req.dir = ctx->output_dir;
     req.threads = mw_config_codec_threads(ctx->cfg);
+    if (ctx->progress) {
+        req.progress = report_progress;
+        req.progress_opaque = ctx;
+    }
     ret = mw_storyboard_make(ctx->input, ctx->probe, &req, &result);
     if (ret == MW_ERR_NO_PICTURE)
         snprintf(ctx->error_detail, sizeof(ctx->error_detail), "a storyboard needs a video stream");

@@ -68,9 +68,18 @@ static int convert(const AVFrame *src, enum AVPixelFormat format, AVFrame **out)
     ret = av_frame_get_buffer(dst, 0);
     if (ret < 0)
         goto end;
-    sws = sws_getContext(src->width, src->height, src->format, dst->width, dst->height, format,
+    /* JFIF is full-range BT.601 4:2:0. swscale is asked for yuv420p with a full-range destination, which
+     * is the same memory layout as the yuvj420p the encoder takes, without the deprecated-format warning. */
+    sws = sws_getContext(src->width, src->height, src->format, dst->width, dst->height,
+                         format == AV_PIX_FMT_YUVJ420P ? AV_PIX_FMT_YUV420P : format,
                          SWS_BICUBIC | SWS_ACCURATE_RND | SWS_FULL_CHR_H_INP, NULL, NULL, NULL);
     if (!sws) {
+        ret = AVERROR(EINVAL);
+        goto end;
+    }
+    if (format == AV_PIX_FMT_YUVJ420P &&
+        sws_setColorspaceDetails(sws, sws_getCoefficients(SWS_CS_ITU601), 1, sws_getCoefficients(SWS_CS_ITU601), 1,
+                                 0, 1 << 16, 1 << 16) < 0) {
         ret = AVERROR(EINVAL);
         goto end;
     }

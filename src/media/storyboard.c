@@ -203,6 +203,8 @@ static int write_sheets(const struct mw_input *in, int stream_index, const struc
             ret = render_tile(in, stream_index, layout, &layout->tiles[next], duration_us, state);
             if (ret >= 0)
                 blit(state->tile, sheet, layout->tiles[next].x, layout->tiles[next].y);
+            if (ret >= 0 && req->progress)
+                req->progress(req->progress_opaque, next + 1, layout->tile_count);
         }
         if (ret < 0)
             break;

@@ -207,6 +207,11 @@ def test_colour_levels():
             thumbnail([clip, "-o", out, "--at", "0"])
             got = pixel(decode_rgb(out), 80, 60)
             check(near(got, value, 4), f"{name} through {matrix}/{rng}: got {got}, expected {value}")
+            # The JPEG path (full-range BT.601 JFIF) must keep the levels as well.
+            out = out[:-4] + ".jpg"
+            thumbnail([clip, "-o", out, "--at", "0"])
+            got = pixel(decode_rgb(out), 80, 60)
+            check(near(got, value, 6), f"{name} through {matrix}/{rng} to JPEG: got {got}, expected {value}")
     # 10-bit SDR goes through the same matrix handling, without tone mapping.
     clip = media("level-colour-10bit.mp4", ["-f", "lavfi", "-i", f"color=c={hexcolour}:s=160x120:d=0.2", "-vf",
                                             "format=rgb24,scale=out_color_matrix=bt709:out_range=tv,format=yuv444p10le",

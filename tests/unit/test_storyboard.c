@@ -1,12 +1,19 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
 #include <libavutil/mem.h>
+#include <libavutil/time.h>
 
+#include "mediaworker/config.h"
+#include "mediaworker/path.h"
+#include "mediaworker/probe.h"
 #include "mediaworker/storyboard.h"
 
 static void plan_by_interval(void **state)
@@ -93,6 +100,60 @@ static void vtt_text(void **state)
     mw_storyboard_layout_free(&l);
 }
 
+struct progress_log {
+    int calls, last_done, total;
+};
+
+static void count_progress(void *opaque, int done, int total)
+{
+    struct progress_log *log = opaque;
+
+    assert_true(done > log->last_done && done <= total);
+    log->calls++;
+    log->last_done = done;
+    log->total = total;
+}
+
+/* The library end to end on a real clip made by the ffmpeg CLI: files, geometry, progress calls. */
+static void storyboard_of_a_clip(void **state)
+{
+    const char *workdir = getenv("MW_TEST_WORKDIR");
+    char dir[1024], clip[1200], command[2048], sheet[1300];
+    struct mw_config cfg;
+    struct mw_input *in = NULL;
+    struct mw_probe *probe = NULL;
+    struct mw_storyboard_result result;
+    struct progress_log log = {0};
+    struct mw_storyboard_request req = {.interval_s = 1, .tile_width = 64, .columns = 4, .dir = dir,
+                                        .progress = count_progress, .progress_opaque = &log};
+    struct stat st;
+
+    (void)state;
+    snprintf(dir, sizeof(dir), "%s/unit-storyboard", workdir ? workdir : "/tmp");
+    assert_int_equal(mw_path_mkdirs(dir), 0);
+    snprintf(clip, sizeof(clip), "%s/clip.mp4", dir);
+    snprintf(command, sizeof(command),
+             "ffmpeg -v error -y -f lavfi -i testsrc2=s=160x90:r=10:d=5 -c:v libx264 -g 10 '%s'", clip);
+    if (system(command) != 0)
+        skip();
+    mw_config_defaults(&cfg);
+    assert_int_equal(mw_input_open_file(&in, clip, &cfg.limits, av_gettime_relative() + 60000000), 0);
+    assert_int_equal(mw_probe_input(in, &probe), 0);
+    assert_int_equal(mw_storyboard_make(in, probe, &req, &result), 0);
+    assert_int_equal(result.layout.tile_count, 5);
+    assert_int_equal(result.layout.tile_height, 36);
+    assert_int_equal(result.sheet_width[0], 4 * 64);
+    assert_int_equal(result.sheet_height[0], 2 * 36);
+    assert_int_equal(log.calls, 5);
+    assert_int_equal(log.total, 5);
+    snprintf(sheet, sizeof(sheet), "%s/storyboard-0.jpg", dir);
+    assert_int_equal(stat(sheet, &st), 0);
+    assert_true(st.st_size > 0 && st.st_size == result.sheet_bytes[0]);
+    mw_storyboard_result_free(&result);
+    mw_probe_free(&probe);
+    mw_input_close(&in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +162,7 @@ int main(void)
         cmocka_unit_test(plan_limits),
         cmocka_unit_test(vtt_times),
         cmocka_unit_test(vtt_text),
+        cmocka_unit_test(storyboard_of_a_clip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
