@@ -502,7 +502,7 @@ static int get_best(struct mw_frame_source *s, int64_t t_us, int64_t duration_us
     memset(best, 0, sizeof(*best));
     if (spread < 1000000)
         spread = 1000000;
-    /* Nearest first, so that among equal scores the one closest to the position wins. */
+    /* Nearest first: a farther candidate replaces a nearer one only when clearly better (DISTANCE_MARGIN). */
     for (int i = 0; i < NEAR_CANDIDATES; i++)
         times[i] = clamp_time(t_us + (i % 2 ? 1 : -1) * ((i + 1) / 2) * spread, duration_us);
     ret = score_candidates(s, times, NEAR_CANDIDATES, out, candidate, best, seen, &seen_count);
