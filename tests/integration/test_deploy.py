@@ -142,7 +142,10 @@ def apt_packages(instructions):
         for command in re.split(r"&&|;", arguments):
             words = shlex.split(command)
             if "apt-get" in words and "install" in words:
+                check("--no-install-recommends" in words, f"apt-get install without recommends: {command}")
                 packages += [w for w in words[words.index("install") + 1:] if not w.startswith("-")]
+        if "apt-get update" in arguments:
+            check("rm -rf /var/lib/apt/lists" in arguments, "the package lists are removed in the same layer")
     return packages
 
 
