@@ -9,6 +9,7 @@
 import glob
 import json
 import os
+import re
 
 from jsonschema import Draft202012Validator
 
@@ -44,6 +45,28 @@ def test_examples():
         with open(path) as f:
             found = errors(validator, json.load(f))
         check(not found, f"{name} does not validate: {found}")
+
+
+def test_examples_parse():
+    """The message examples are accepted by the worker's parser too (a report comes out, even if failed)."""
+    work = fresh_dir("schemas-examples")
+    root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
+    os.makedirs(root)
+    for path in sorted(glob.glob(os.path.join(SCHEMAS, "examples", "job-message.*.json"))):
+        proc = run(["run", path], env=job_env(root, out), timeout=120)
+        check(proc.stdout.strip() and "invalid job message" not in proc.stderr,
+              f"{os.path.basename(path)}: the parser accepts it: {proc.stderr[-300:]}")
+
+
+def test_error_codes_documented():
+    """Every code of include/mediaworker/error.h is explained in docs/contracts.md."""
+    with open(os.path.join(ROOT, "include", "mediaworker", "error.h")) as f:
+        codes = re.findall(r"^\s*X\((\w+),", f.read(), re.M)
+    with open(os.path.join(ROOT, "docs", "contracts.md")) as f:
+        contracts = f.read()
+    check(len(codes) > 10, f"error codes found in error.h: {codes}")
+    missing = [code for code in codes if f"`{code}`" not in contracts]
+    check(not missing, f"error codes not explained in docs/contracts.md: {missing}")
 
 
 def job_env(root, out):
@@ -170,6 +193,8 @@ def test_parser_agrees_with_schema():
 
 if __name__ == "__main__":
     test_examples()
+    test_examples_parse()
+    test_error_codes_documented()
     test_real_reports()
     test_parser_agrees_with_schema()
     finish()
