@@ -488,7 +488,8 @@ def test_kubernetes():
         target = scaled_object["spec"]["scaleTargetRef"]["name"]
         check(target in deployments, f"ScaledObject {name}: targets an existing Deployment")
         scaled.add(target)
-        queue = deployments.get(target, (None, DEFAULTS))[1]["MW_QUEUE"]
+        target_config = deployments.get(target, (None, DEFAULTS))[1]
+        queue = target_config["MW_QUEUE"]
         triggers = scaled_object["spec"].get("triggers", [])
         rabbit = [t for t in triggers if t.get("type") == "rabbitmq"]
         check(len(rabbit) == 1, f"ScaledObject {name}: one rabbitmq trigger")
@@ -496,8 +497,10 @@ def test_kubernetes():
             meta = trigger.get("metadata", {})
             check(meta.get("queueName") == queue == DEFAULTS["MW_QUEUE"],
                   f"ScaledObject {name}: queueName {meta.get('queueName')} is the worker's queue {queue}")
-            check(meta.get("mode") == "QueueLength" and float(meta.get("value", 0)) > 0,
-                  f"ScaledObject {name}: QueueLength with a positive target")
+            check(meta.get("mode") == "QueueLength" and float(meta.get("value", 0)) == 2 * target_config["MW_SLOTS"],
+                  f"ScaledObject {name}: QueueLength target {meta.get('value')} = 2 x MW_SLOTS of {target}")
+            check(meta.get("protocol") == "http",
+                  f"ScaledObject {name}: http protocol, so unacknowledged (running) jobs count too")
             auth = authentications.get(trigger.get("authenticationRef", {}).get("name"))
             check(auth is not None, f"ScaledObject {name}: its TriggerAuthentication exists")
             for ref in (auth or {}).get("spec", {}).get("secretTargetRef", []):
