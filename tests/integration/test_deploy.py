@@ -9,6 +9,7 @@
   the drain plus the last report, resources that follow from MW_SLOTS x MW_JOB_MEMORY_MB and the codec
   threads, the restricted securityContext, an emptyDir scratch, a GPU Deployment on nvidia.com/gpu with
   MW_HWACCEL=cuda, KEDA on the rabbitmq trigger for the worker's queue, PodDisruptionBudgets.
+- The deployment docs' relative links and anchors resolve.
 """
 import glob
 import json
@@ -513,9 +514,30 @@ def test_kubernetes():
               f"Deployment {name}: covered by a PodDisruptionBudget")
 
 
+def test_docs_links():
+    """Relative links in the deployment docs lead to files that exist (anchors to headings that exist)."""
+    pages = [os.path.join(ROOT, "docs", n) for n in ("architecture.md", "contracts.md", "operations.md",
+                                                     "security.md")] + [os.path.join(DOCKER, "README.md")]
+    for page in pages:
+        with open(page) as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+            path, anchor = target
+            if re.match(r"[a-z]+://", path):
+                continue
+            linked = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            check(os.path.exists(linked), f"{os.path.basename(page)}: link to missing {path}")
+            if anchor and linked.endswith(".md") and os.path.isfile(linked):
+                with open(linked) as f:
+                    headings = [re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+                                for h in re.findall(r"^#+ (.*)$", f.read(), re.M)]
+                check(anchor in headings, f"{os.path.basename(page)}: link to missing heading {path}#{anchor}")
+
+
 if __name__ == "__main__":
     check(bool(KNOWN_VARIABLES), f"`{BIN} config` prints the configuration")
     test_dockerfile()
     test_compose()
     test_kubernetes()
+    test_docs_links()
     finish()
