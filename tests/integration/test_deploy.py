@@ -9,6 +9,7 @@
   the drain plus the last report, resources that follow from MW_SLOTS x MW_JOB_MEMORY_MB and the codec
   threads, the restricted securityContext, an emptyDir scratch, a GPU Deployment on nvidia.com/gpu with
   MW_HWACCEL=cuda, KEDA on the rabbitmq trigger for the worker's queue, PodDisruptionBudgets.
+- When kubectl is installed, `kubectl kustomize docker/k8s` renders, in one namespace, with registry images.
 - The deployment docs' relative links and anchors resolve.
 """
 import glob
@@ -16,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 
 import yaml
@@ -507,6 +509,19 @@ def test_kubernetes():
             for ref in (auth or {}).get("spec", {}).get("secretTargetRef", []):
                 check(ref["key"] in secrets.get(ref["name"], {}), f"TriggerAuthentication: secret {ref} exists")
     check(scaled == set(deployments), f"every Deployment is scaled by KEDA: {sorted(scaled)}")
+
+    if shutil.which("kubectl"):
+        rendered = subprocess.run(["kubectl", "kustomize", K8S], capture_output=True, text=True, timeout=120)
+        check(rendered.returncode == 0, f"kubectl kustomize renders docker/k8s: {rendered.stderr[-500:]}")
+        objects = [d for d in yaml.safe_load_all(rendered.stdout) if d] if rendered.returncode == 0 else []
+        check(all(o["kind"] == "Namespace" or o["metadata"].get("namespace") == kustomization["namespace"]
+                  for o in objects), "every rendered object is in the kustomization's namespace")
+        images = [c["image"] for o in objects if o["kind"] == "Deployment"
+                  for c in o["spec"]["template"]["spec"]["containers"]]
+        check(len(images) == len(deployments) and all("/" in i and ":" in i for i in images),
+              f"rendered Deployments use the registry images of kustomization.yaml: {images}")
+    else:
+        print("note: kubectl is not installed; the kustomization is not rendered")
 
     budgets = [d["spec"] for _, d in documents.get("PodDisruptionBudget", [])]
     for name, (labels, _, _, _) in deployments.items():
