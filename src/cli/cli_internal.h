@@ -50,6 +50,7 @@ int cli_read_file(const char *path, char **data, size_t *size);
 int cli_main(int argc, char **argv);
 
 extern const struct cli_command cli_cmd_probe;
+extern const struct cli_command cli_cmd_transcode;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;

@@ -50,5 +50,6 @@ const struct mw_operation_handler *mw_operation_find(const char *type);
 cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const char *file_name);
 
 extern const struct mw_operation_handler mw_op_probe;
+extern const struct mw_operation_handler mw_op_transcode;
 
 #endif

@@ -16,6 +16,7 @@
 
 static const struct mw_operation_handler *const handlers[] = {
     &mw_op_probe,
+    &mw_op_transcode,
 };
 
 const struct mw_operation_handler *mw_operation_find(const char *type)
