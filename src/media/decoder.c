@@ -91,6 +91,11 @@ int mw_decoder_receive(struct mw_decoder *dec, AVFrame *frame)
     return 0;
 }
 
+int64_t mw_decoder_end(const struct mw_decoder *dec)
+{
+    return dec->last_pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : dec->last_pts + dec->last_duration;
+}
+
 const AVCodecContext *mw_decoder_context(const struct mw_decoder *dec)
 {
     return dec->ctx;

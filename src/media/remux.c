@@ -36,9 +36,33 @@ int mw_remux_eligible(const struct mw_input *in, const struct mw_probe *probe, c
     return !a || !strcmp(a->codec, "aac");
 }
 
+/*
+ * Untagged video gets the colour description players assume for it anyway (BT.709 from 720 lines up,
+ * BT.601 below), written into the container, so the output says what it is without touching the pixels.
+ */
 static int add_copy_stream(struct mw_muxer *m, const AVStream *st, int *index)
 {
-    return mw_muxer_add_stream(m, st->codecpar, st->time_base, index);
+    AVCodecParameters *par = avcodec_parameters_alloc();
+    int hd = st->codecpar->height >= 720;
+    int ret;
+
+    if (!par)
+        return AVERROR(ENOMEM);
+    ret = avcodec_parameters_copy(par, st->codecpar);
+    if (ret >= 0 && par->codec_type == AVMEDIA_TYPE_VIDEO) {
+        if (par->color_primaries == AVCOL_PRI_UNSPECIFIED)
+            par->color_primaries = hd ? AVCOL_PRI_BT709 : AVCOL_PRI_SMPTE170M;
+        if (par->color_trc == AVCOL_TRC_UNSPECIFIED)
+            par->color_trc = hd ? AVCOL_TRC_BT709 : AVCOL_TRC_SMPTE170M;
+        if (par->color_space == AVCOL_SPC_UNSPECIFIED)
+            par->color_space = hd ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M;
+        if (par->color_range == AVCOL_RANGE_UNSPECIFIED)
+            par->color_range = AVCOL_RANGE_MPEG;
+    }
+    if (ret >= 0)
+        ret = mw_muxer_add_stream(m, par, st->time_base, index);
+    avcodec_parameters_free(&par);
+    return ret;
 }
 
 int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *path, char *codecs,

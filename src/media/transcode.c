@@ -40,6 +40,10 @@ struct rendition {
     int mp4_video, mp4_audio, hls_video, hls_audio;
     int64_t next_keyframe;               /* encoder time base */
     int64_t keyframe_ticks;
+    int64_t frame_ticks;                 /* one frame at the output rate, encoder time base */
+    AVPacket *held;                      /* the latest video packet, written when the next one comes */
+    int64_t end;                         /* where the latest picture ends, encoder time base */
+    int64_t dts_shift;                   /* pts - dts of the first packet; -1 before it */
 };
 
 struct pipeline {
@@ -157,9 +161,15 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
         ret = mw_encoder_open_video(&r->encoder, p->preset, &r->size, tb, p->output_rate, p->opt->threads);
         if (ret < 0)
             return ret;
+        if (!(r->held = av_packet_alloc()))
+            return AVERROR(ENOMEM);
+        r->dts_shift = -1;
         r->keyframe_ticks = av_rescale_q(p->preset->keyframe_ms, (AVRational){1, 1000}, tb);
+        r->frame_ticks = av_rescale_q(1, av_inv_q(p->output_rate.num > 0 ? p->output_rate : (AVRational){30, 1}), tb);
         if (r->keyframe_ticks < 1)
             r->keyframe_ticks = 1;
+        if (r->frame_ticks < 1)
+            r->frame_ticks = 1;
     }
     return 0;
 }
@@ -253,23 +263,56 @@ static void report_progress(struct pipeline *p, int64_t pts, AVRational tb, int 
     p->opt->progress(p->opt->progress_opaque, &progress);
 }
 
-/* Writes p->encoded (in time base tb) to a container of every listed rendition; consumes it. */
-static int write_packet(struct pipeline *p, struct rendition *r, int mp4_index, int hls_index, AVRational tb)
+/* Writes pkt (in time base tb) to the containers of rendition r; pkt keeps its reference. */
+static int write_packet(struct pipeline *p, struct rendition *r, const AVPacket *pkt, int mp4_index, int hls_index,
+                        AVRational tb)
 {
     int ret = 0;
 
     if (r->hls) {
-        if ((ret = av_packet_ref(p->copy, p->encoded)) < 0)
+        if ((ret = av_packet_ref(p->copy, pkt)) < 0)
             return ret;
         ret = mw_muxer_write(r->hls, hls_index, p->copy, tb);
         av_packet_unref(p->copy);
         if (ret < 0)
             return ret;
     }
-    if ((ret = av_packet_ref(p->copy, p->encoded)) < 0)
+    if ((ret = av_packet_ref(p->copy, pkt)) < 0)
         return ret;
     ret = mw_muxer_write(r->mp4, mp4_index, p->copy, tb);
     av_packet_unref(p->copy);
+    return ret;
+}
+
+/* Sends frame (NULL: flush) to the rendition's encoder and writes what comes out. */
+/*
+ * Video packets are written one behind: muxers take each sample's duration from the next timestamp, so
+ * only the last packet's own duration matters, and it must reach past the last picture (which, after
+ * B-frame reordering on VFR input, need not be the last packet's). Without that the MP4 edit list would
+ * cut the last picture off.
+ */
+static int write_video(struct pipeline *p, struct rendition *r, int last)
+{
+    int ret = 0;
+
+    if (r->held->data) {
+        /* The MP4 track ends at the last dts plus its duration, shifted by the first packet's reorder delay. */
+        int64_t reach = r->end - r->held->dts - r->dts_shift;
+        if (last && r->held->dts != AV_NOPTS_VALUE && reach > r->held->duration)
+            r->held->duration = reach;
+        ret = write_packet(p, r, r->held, r->mp4_video, r->hls_video, r->encoder->time_base);
+        av_packet_unref(r->held);
+    }
+    if (!last) {
+        if (r->dts_shift < 0)
+            r->dts_shift = p->encoded->pts != AV_NOPTS_VALUE && p->encoded->dts != AV_NOPTS_VALUE
+                               ? p->encoded->pts - p->encoded->dts : 0;
+        if (p->encoded->pts != AV_NOPTS_VALUE && p->encoded->pts + r->frame_ticks > r->end)
+            r->end = p->encoded->pts + r->frame_ticks;
+        if (p->encoded->duration <= 0)
+            p->encoded->duration = r->frame_ticks;
+        av_packet_move_ref(r->held, p->encoded);
+    }
     return ret;
 }
 
@@ -278,11 +321,11 @@ static int encode_video(struct pipeline *p, struct rendition *r, AVFrame *frame)
 {
     int ret = avcodec_send_frame(r->encoder, frame);
 
-    while (ret >= 0 && (ret = avcodec_receive_packet(r->encoder, p->encoded)) >= 0) {
-        ret = write_packet(p, r, r->mp4_video, r->hls_video, r->encoder->time_base);
-        av_packet_unref(p->encoded);
-    }
-    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+    while (ret >= 0 && (ret = avcodec_receive_packet(r->encoder, p->encoded)) >= 0)
+        ret = write_video(p, r, 0);
+    if (ret == AVERROR_EOF)
+        return write_video(p, r, 1);
+    return ret == AVERROR(EAGAIN) ? 0 : ret;
 }
 
 static int encode_audio(struct pipeline *p, AVFrame *frame)
@@ -291,7 +334,7 @@ static int encode_audio(struct pipeline *p, AVFrame *frame)
 
     while (ret >= 0 && (ret = avcodec_receive_packet(p->audio_encoder, p->encoded)) >= 0) {
         for (int i = 0; i < p->count && ret >= 0; i++)
-            ret = write_packet(p, &p->r[i], p->r[i].mp4_audio, p->r[i].hls_audio, p->audio_encoder->time_base);
+            ret = write_packet(p, &p->r[i], p->encoded, p->r[i].mp4_audio, p->r[i].hls_audio, p->audio_encoder->time_base);
         av_packet_unref(p->encoded);
     }
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
@@ -433,6 +476,25 @@ static int run_loop(struct pipeline *p)
 
 /* ---- verification and commit ---- */
 
+/* How long the decoded media lasted: the reference for the outputs, since a container's header may only
+ * estimate it (MP3 from its bitrate) or promise more than the file holds. */
+static double decoded_duration(const struct pipeline *p)
+{
+    double end = 0;
+
+    for (int video = 0; video < 2; video++) {
+        const struct mw_decoder *dec = video ? p->video_decoder : p->audio_decoder;
+        int64_t ticks = dec ? mw_decoder_end(dec) : AV_NOPTS_VALUE;
+        double s;
+
+        if (ticks == AV_NOPTS_VALUE)
+            continue;
+        s = (double)ticks * av_q2d(p->format->streams[video ? p->video_index : p->audio_index]->time_base);
+        end = s > end ? s : end;
+    }
+    return end > 0 ? end : p->duration_s;
+}
+
 static int check_outputs(struct pipeline *p, char *why, size_t why_size)
 {
     struct mw_output_expect expect = {
@@ -527,6 +589,7 @@ static void pipeline_free(struct pipeline *p, int remove_outputs)
         mw_muxer_free(&p->r[i].mp4);
         mw_muxer_free(&p->r[i].hls);
         avcodec_free_context(&p->r[i].encoder);
+        av_packet_free(&p->r[i].held);
         if (remove_outputs && p->r[i].tmp_path[0])
             unlink(p->r[i].tmp_path);
     }
@@ -607,6 +670,7 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
     if ((ret = open_outputs(p)) < 0 || (ret = run_loop(p)) < 0)
         return ret;
     report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
+    p->duration_s = decoded_duration(p);
     if ((ret = check_outputs(p, why, why_size)) < 0 ||
         (p->opt->hls && (ret = finish_hls(p, why, why_size)) < 0))
         return ret;

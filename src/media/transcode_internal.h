@@ -30,6 +30,9 @@ int mw_decoder_send(struct mw_decoder *dec, const AVPacket *pkt);
 int mw_decoder_receive(struct mw_decoder *dec, AVFrame *frame);
 
 void mw_decoder_set_start(struct mw_decoder *dec, int64_t start);
+
+/* Where the last received frame ends (pts + duration, stream time base), AV_NOPTS_VALUE before any. */
+int64_t mw_decoder_end(const struct mw_decoder *dec);
 const AVCodecContext *mw_decoder_context(const struct mw_decoder *dec);
 void mw_decoder_free(struct mw_decoder **dec);
 
