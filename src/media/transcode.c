@@ -12,6 +12,7 @@
  * - All outputs are written under temporary names, verified, and only then renamed into place; on any
  *   failure every temporary file is removed.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 
 #define PATH_SIZE 2048
 #define PROGRESS_INTERVAL_US 250000
+#define QUEUE_FRAMES 3
 
 struct rendition {
     struct mw_rendition size;            /* {0,0} for the audio-only output */
@@ -44,6 +46,17 @@ struct rendition {
     AVPacket *held;                      /* the latest video packet, written when the next one comes */
     int64_t end;                         /* where the latest picture ends, encoder time base */
     int64_t dts_shift;                   /* pts - dts of the first packet; -1 before it */
+
+    /* The encoder thread owns encoder, the fields above it from next_keyframe on, and encoded, copy and
+     * work; it gets frames through queue. lock guards the muxers, which the main thread writes audio to. */
+    struct mw_frame_queue *queue;
+    pthread_t thread;
+    int thread_started;
+    int thread_ret;                      /* read by the main thread after joining */
+    AVPacket *encoded, *copy;
+    AVFrame *work;
+    pthread_mutex_t lock;
+    int lock_ready;
 };
 
 struct pipeline {
@@ -79,15 +92,20 @@ static void name_renditions(struct pipeline *p)
 {
     for (int i = 0; i < p->count; i++) {
         struct rendition *r = &p->r[i];
+        const char *extension = r->size.height ? "mp4" : "m4a";
+        char label[sizeof(r->label)];
+        char name[sizeof(r->name)];
 
         if (r->size.height)
-            snprintf(r->label, sizeof(r->label), "%dp", r->size.height);
+            snprintf(label, sizeof(label), "%dp", r->size.height);
         else
-            snprintf(r->label, sizeof(r->label), "audio");
-        snprintf(r->name, sizeof(r->name), "%s_%s.%s", p->preset->name, r->label, r->size.height ? "mp4" : "m4a");
-        snprintf(r->tmp_path, sizeof(r->tmp_path), "%s/.%s.%ld.tmp", p->output_dir, r->name, (long)getpid());
+            snprintf(label, sizeof(label), "audio");
+        snprintf(name, sizeof(name), "%s_%s.%s", p->preset->name, label, extension);
+        snprintf(r->tmp_path, sizeof(r->tmp_path), "%s/.%s.%ld.tmp", p->output_dir, name, (long)getpid());
         if (p->opt->hls)
-            snprintf(r->hls_playlist, sizeof(r->hls_playlist), "%.1500s/%s/index.m3u8", p->hls_tmp_dir, r->label);
+            snprintf(r->hls_playlist, sizeof(r->hls_playlist), "%.1500s/%s/index.m3u8", p->hls_tmp_dir, label);
+        memcpy(r->label, label, sizeof(label));
+        memcpy(r->name, name, sizeof(name));
     }
 }
 
@@ -161,8 +179,11 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
         ret = mw_encoder_open_video(&r->encoder, p->preset, &r->size, tb, p->output_rate, p->opt->threads);
         if (ret < 0)
             return ret;
-        if (!(r->held = av_packet_alloc()))
+        if (!(r->held = av_packet_alloc()) || !(r->encoded = av_packet_alloc()) || !(r->copy = av_packet_alloc()) ||
+            !(r->work = av_frame_alloc()))
             return AVERROR(ENOMEM);
+        if ((ret = mw_frame_queue_new(&r->queue, QUEUE_FRAMES)) < 0)
+            return ret;
         r->dts_shift = -1;
         r->keyframe_ticks = av_rescale_q(p->preset->keyframe_ms, (AVRational){1, 1000}, tb);
         r->frame_ticks = av_rescale_q(1, av_inv_q(p->output_rate.num > 0 ? p->output_rate : (AVRational){30, 1}), tb);
@@ -221,6 +242,10 @@ static int open_outputs(struct pipeline *p)
     for (int i = 0; i < p->count; i++) {
         struct rendition *r = &p->r[i];
 
+        if (pthread_mutex_init(&r->lock, NULL))
+            return AVERROR(ENOMEM);
+        r->lock_ready = 1;
+
         ret = mw_muxer_open(&r->mp4, "mp4", r->tmp_path, 0);
         if (ret < 0)
             return ret;
@@ -239,6 +264,23 @@ static int open_outputs(struct pipeline *p)
         ret = add_streams(p, r, r->hls, &r->hls_video, &r->hls_audio);
         if (ret < 0)
             return ret;
+    }
+    return 0;
+}
+
+static void *encode_thread(void *opaque);
+
+static int start_encoders(struct pipeline *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        struct rendition *r = &p->r[i];
+        int err;
+
+        if (!r->encoder)
+            continue;
+        if ((err = pthread_create(&r->thread, NULL, encode_thread, r)))
+            return AVERROR(err);
+        r->thread_started = 1;
     }
     return 0;
 }
@@ -263,35 +305,38 @@ static void report_progress(struct pipeline *p, int64_t pts, AVRational tb, int 
     p->opt->progress(p->opt->progress_opaque, &progress);
 }
 
-/* Writes pkt (in time base tb) to the containers of rendition r; pkt keeps its reference. */
-static int write_packet(struct pipeline *p, struct rendition *r, const AVPacket *pkt, int mp4_index, int hls_index,
+/* Writes pkt (in time base tb) to the containers of rendition r, through the caller's scratch packet copy;
+ * pkt keeps its reference. Called from the encoder thread (video) and the main thread (audio). */
+static int write_packet(struct rendition *r, const AVPacket *pkt, AVPacket *copy, int mp4_index, int hls_index,
                         AVRational tb)
 {
     int ret = 0;
 
+    pthread_mutex_lock(&r->lock);
     if (r->hls) {
-        if ((ret = av_packet_ref(p->copy, pkt)) < 0)
-            return ret;
-        ret = mw_muxer_write(r->hls, hls_index, p->copy, tb);
-        av_packet_unref(p->copy);
+        if ((ret = av_packet_ref(copy, pkt)) < 0)
+            goto end;
+        ret = mw_muxer_write(r->hls, hls_index, copy, tb);
+        av_packet_unref(copy);
         if (ret < 0)
-            return ret;
+            goto end;
     }
-    if ((ret = av_packet_ref(p->copy, pkt)) < 0)
-        return ret;
-    ret = mw_muxer_write(r->mp4, mp4_index, p->copy, tb);
-    av_packet_unref(p->copy);
+    if ((ret = av_packet_ref(copy, pkt)) < 0)
+        goto end;
+    ret = mw_muxer_write(r->mp4, mp4_index, copy, tb);
+    av_packet_unref(copy);
+end:
+    pthread_mutex_unlock(&r->lock);
     return ret;
 }
 
-/* Sends frame (NULL: flush) to the rendition's encoder and writes what comes out. */
 /*
  * Video packets are written one behind: muxers take each sample's duration from the next timestamp, so
  * only the last packet's own duration matters, and it must reach past the last picture (which, after
  * B-frame reordering on VFR input, need not be the last packet's). Without that the MP4 edit list would
  * cut the last picture off.
  */
-static int write_video(struct pipeline *p, struct rendition *r, int last)
+static int write_video(struct rendition *r, int last)
 {
     int ret = 0;
 
@@ -300,31 +345,32 @@ static int write_video(struct pipeline *p, struct rendition *r, int last)
         int64_t reach = r->end - r->held->dts - r->dts_shift;
         if (last && r->held->dts != AV_NOPTS_VALUE && reach > r->held->duration)
             r->held->duration = reach;
-        ret = write_packet(p, r, r->held, r->mp4_video, r->hls_video, r->encoder->time_base);
+        ret = write_packet(r, r->held, r->copy, r->mp4_video, r->hls_video, r->encoder->time_base);
         av_packet_unref(r->held);
     }
     if (!last) {
+        AVPacket *pkt = r->encoded;
+
         if (r->dts_shift < 0)
-            r->dts_shift = p->encoded->pts != AV_NOPTS_VALUE && p->encoded->dts != AV_NOPTS_VALUE
-                               ? p->encoded->pts - p->encoded->dts : 0;
-        if (p->encoded->pts != AV_NOPTS_VALUE && p->encoded->pts + r->frame_ticks > r->end)
-            r->end = p->encoded->pts + r->frame_ticks;
-        if (p->encoded->duration <= 0)
-            p->encoded->duration = r->frame_ticks;
-        av_packet_move_ref(r->held, p->encoded);
+            r->dts_shift = pkt->pts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE ? pkt->pts - pkt->dts : 0;
+        if (pkt->pts != AV_NOPTS_VALUE && pkt->pts + r->frame_ticks > r->end)
+            r->end = pkt->pts + r->frame_ticks;
+        if (pkt->duration <= 0)
+            pkt->duration = r->frame_ticks;
+        av_packet_move_ref(r->held, pkt);
     }
     return ret;
 }
 
 /* Sends frame (NULL: flush) to the rendition's encoder and writes what comes out. */
-static int encode_video(struct pipeline *p, struct rendition *r, AVFrame *frame)
+static int encode_video(struct rendition *r, AVFrame *frame)
 {
     int ret = avcodec_send_frame(r->encoder, frame);
 
-    while (ret >= 0 && (ret = avcodec_receive_packet(r->encoder, p->encoded)) >= 0)
-        ret = write_video(p, r, 0);
+    while (ret >= 0 && (ret = avcodec_receive_packet(r->encoder, r->encoded)) >= 0)
+        ret = write_video(r, 0);
     if (ret == AVERROR_EOF)
-        return write_video(p, r, 1);
+        return write_video(r, 1);
     return ret == AVERROR(EAGAIN) ? 0 : ret;
 }
 
@@ -334,7 +380,8 @@ static int encode_audio(struct pipeline *p, AVFrame *frame)
 
     while (ret >= 0 && (ret = avcodec_receive_packet(p->audio_encoder, p->encoded)) >= 0) {
         for (int i = 0; i < p->count && ret >= 0; i++)
-            ret = write_packet(p, &p->r[i], p->encoded, p->r[i].mp4_audio, p->r[i].hls_audio, p->audio_encoder->time_base);
+            ret = write_packet(&p->r[i], p->encoded, p->copy, p->r[i].mp4_audio, p->r[i].hls_audio,
+                               p->audio_encoder->time_base);
         av_packet_unref(p->encoded);
     }
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
@@ -350,22 +397,71 @@ static void force_keyframe(struct rendition *r, AVFrame *frame)
     }
 }
 
-/* Moves every frame the video graph has ready into the encoders. */
+/*
+ * One thread per rendition encodes, so decoding and scaling the next frames overlaps the encoder's work
+ * instead of alternating with it. On failure it aborts its queue, which stops the producer.
+ */
+static void *encode_thread(void *opaque)
+{
+    struct rendition *r = opaque;
+    int ret;
+
+    while ((ret = mw_frame_queue_pop(r->queue, r->work)) >= 0) {
+        force_keyframe(r, r->work);
+        ret = encode_video(r, r->work);
+        av_frame_unref(r->work);
+        if (ret < 0)
+            break;
+    }
+    if (ret == AVERROR_EOF)
+        ret = encode_video(r, NULL);
+    r->thread_ret = ret;
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "transcode", "encoding %s failed: %s", r->label, mw_err2str(ret));
+        mw_frame_queue_abort(r->queue);
+    }
+    return NULL;
+}
+
+/* Ends the encoder threads (after the end marker, or aborting them) and returns the first failure. */
+static int join_encoders(struct pipeline *p, int abort)
+{
+    int ret = 0;
+
+    for (int i = 0; i < p->count; i++) {
+        struct rendition *r = &p->r[i];
+
+        if (!r->thread_started)
+            continue;
+        if (abort)
+            mw_frame_queue_abort(r->queue);
+        pthread_join(r->thread, NULL);
+        r->thread_started = 0;
+        if (r->thread_ret < 0 && ret >= 0)
+            ret = r->thread_ret;
+    }
+    return ret;
+}
+
+/* Moves every frame the video graph has ready to the encoder threads. */
 static int drain_video_filter(struct pipeline *p)
 {
     for (int i = 0; i < p->count; i++) {
         int ret;
 
         while ((ret = mw_filter_pull(p->video_filter, i, p->filtered)) >= 0) {
-            force_keyframe(&p->r[i], p->filtered);
             if (i == 0 && ++p->encoded_frames > p->runaway_limit) {
                 av_frame_unref(p->filtered);
                 mw_log(MW_LOG_ERROR, "transcode", "%lld frames for a %.3f s input: stopping",
                        (long long)p->encoded_frames, p->duration_s);
                 return MW_ERR_RUNAWAY;
             }
-            ret = encode_video(p, &p->r[i], p->filtered);
+            ret = mw_frame_queue_push(p->r[i].queue, p->filtered);
             av_frame_unref(p->filtered);
+            if (ret == AVERROR_EXIT) {
+                ret = join_encoders(p, 1);
+                return ret < 0 ? ret : AVERROR_EXIT;
+            }
             if (ret < 0)
                 return ret;
         }
@@ -439,8 +535,10 @@ static int flush_all(struct pipeline *p)
             (ret = drain_video_filter(p)) < 0)
             return ret;
         for (int i = 0; i < p->count; i++)
-            if ((ret = encode_video(p, &p->r[i], NULL)) < 0)
+            if ((ret = mw_frame_queue_push(p->r[i].queue, NULL)) < 0 && ret != AVERROR_EXIT)
                 return ret;
+        if ((ret = join_encoders(p, 0)) < 0)
+            return ret;
     }
     if (p->audio_decoder) {
         if ((ret = decode_packet(p, 0, NULL)) < 0 || (ret = mw_filter_push(p->audio_filter, NULL)) < 0 ||
@@ -585,11 +683,18 @@ static int commit_outputs(struct pipeline *p, struct mw_transcode_result *result
 
 static void pipeline_free(struct pipeline *p, int remove_outputs)
 {
+    join_encoders(p, 1);
     for (int i = 0; i < p->count; i++) {
         mw_muxer_free(&p->r[i].mp4);
         mw_muxer_free(&p->r[i].hls);
         avcodec_free_context(&p->r[i].encoder);
         av_packet_free(&p->r[i].held);
+        av_packet_free(&p->r[i].encoded);
+        av_packet_free(&p->r[i].copy);
+        av_frame_free(&p->r[i].work);
+        mw_frame_queue_free(&p->r[i].queue);
+        if (p->r[i].lock_ready)
+            pthread_mutex_destroy(&p->r[i].lock);
         if (remove_outputs && p->r[i].tmp_path[0])
             unlink(p->r[i].tmp_path);
     }
@@ -667,7 +772,7 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         return ret;
     set_start(p);
     set_limits(p);
-    if ((ret = open_outputs(p)) < 0 || (ret = run_loop(p)) < 0)
+    if ((ret = open_outputs(p)) < 0 || (ret = start_encoders(p)) < 0 || (ret = run_loop(p)) < 0)
         return ret;
     report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
     p->duration_s = decoded_duration(p);

@@ -69,6 +69,25 @@ int mw_filter_pull(struct mw_filter *f, int index, AVFrame *frame);
 AVRational mw_filter_time_base(const struct mw_filter *f, int index);
 void mw_filter_free(struct mw_filter **f);
 
+/* ---- queue.c ---- */
+struct mw_frame_queue;
+
+/* A queue of capacity frames (slots allocated now). 0 or AVERROR(ENOMEM). */
+int mw_frame_queue_new(struct mw_frame_queue **out, int capacity);
+
+/* Moves frame's reference into the queue, waiting while it is full; NULL marks the end. AVERROR_EXIT once
+ * aborted (frame is then left as it was). */
+int mw_frame_queue_push(struct mw_frame_queue *q, AVFrame *frame);
+
+/* Moves the oldest frame into frame, waiting while empty. AVERROR_EOF after the end marker, AVERROR_EXIT
+ * once aborted. */
+int mw_frame_queue_pop(struct mw_frame_queue *q, AVFrame *frame);
+
+/* Wakes and fails every waiting and later push and pop. */
+void mw_frame_queue_abort(struct mw_frame_queue *q);
+
+void mw_frame_queue_free(struct mw_frame_queue **q);
+
 /* ---- encoder.c ---- */
 
 /*
