@@ -37,6 +37,13 @@ VFR = media("tc-vfr.mkv", [
 AUDIO_ONLY = media("tc-audio.mp3", ["-f", "lavfi", "-i", "sine=sample_rate=44100:duration=2", "-c:a", "libmp3lame"])
 VIDEO_ONLY = media("tc-video.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
                                     "-c:v", "mpeg4"])
+HDR = media("tc-hdr10.mp4", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-pix_fmt", "yuv420p10le",
+    "-c:v", "libx264", "-preset", "ultrafast", "-color_trc", "smpte2084", "-color_primaries", "bt2020",
+    "-colorspace", "bt2020nc"])
+INTERLACED = media("tc-interlaced.mpg", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+    "-vf", "tinterlace=mode=interleave_top,setfield=tff", "-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-top", "1"])
 SEGMENT = media("tc-seg.ts", ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=2",
                               "-c:v", "mpeg2video"])
 
@@ -245,6 +252,23 @@ def test_audio_only_and_video_only():
               f"video-only codecs {result['outputs'][0]['codec']}")
 
 
+def test_hdr_and_interlaced():
+    out = fresh_dir("tc-hdr")
+    proc = run(["transcode", HDR, "-o", out, "--renditions", "240"], env={"MW_LOG_LEVEL": "debug"})
+    check(proc.returncode == 0, f"HDR input failed: {proc.stderr[-800:]}")
+    if proc.returncode == 0:
+        v = streams(ffprobe(os.path.join(out, "web_240p.mp4")), "video")[0]
+        check(v["pix_fmt"] == "yuv420p" and v["profile"] == "High" and v.get("color_transfer") == "bt709"
+              and v.get("color_primaries") == "bt709", f"HDR output is not 8-bit SDR BT.709: {v}")
+        check("tonemap" in proc.stderr, "HDR input was not tone-mapped")
+    out = fresh_dir("tc-interlaced")
+    proc = run(["transcode", INTERLACED, "-o", out, "--renditions", "240"], env={"MW_LOG_LEVEL": "debug"})
+    check(proc.returncode == 0 and "bwdif" in proc.stderr, f"interlaced input not deinterlaced: {proc.stderr[-800:]}")
+    if proc.returncode == 0:
+        v = streams(ffprobe(os.path.join(out, "web_240p.mp4")), "video")[0]
+        check(v.get("field_order", "progressive") == "progressive", f"output field order {v.get('field_order')}")
+
+
 def test_broken_inputs():
     # The container is intact, the pictures are noise: nothing decodes, the check fails, nothing is left.
     corrupt = os.path.join(fresh_dir("tc-corrupt-in"), "corrupt.mp4")
@@ -322,7 +346,7 @@ def test_progress_bar():
 
 
 for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
-             test_broken_inputs, test_job_operation, test_progress_bar):
+             test_hdr_and_interlaced, test_broken_inputs, test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
     test()
 finish()
