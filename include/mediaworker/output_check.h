@@ -18,6 +18,7 @@ struct mw_output_expect {
     double tolerance_s;        /* one frame: allowed duration and start-time mismatch */
     int video, audio;          /* streams that must be present and decodable */
     int mp4;                   /* moov must come before mdat */
+    int threads;               /* decoder threads; 0 = 1 */
 };
 
 /*

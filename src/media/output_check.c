@@ -154,7 +154,7 @@ static int check_streams(struct check_state *s, const struct mw_output_expect *e
     return 0;
 }
 
-static int open_decoders(struct check_state *s, const struct mw_input *in)
+static int open_decoders(struct check_state *s, const struct mw_input *in, int threads)
 {
     int ret;
 
@@ -162,7 +162,7 @@ static int open_decoders(struct check_state *s, const struct mw_input *in)
     s->audio = av_find_best_stream(s->format, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
     s->video = s->video >= 0 ? s->video : -1;
     s->audio = s->audio >= 0 ? s->audio : -1;
-    if (s->video >= 0 && (ret = mw_input_open_decoder(in, s->video, 1, &s->decoder[0])) < 0)
+    if (s->video >= 0 && (ret = mw_input_open_decoder(in, s->video, threads, &s->decoder[0])) < 0)
         return ret;
     if (s->audio >= 0 && (ret = mw_input_open_decoder(in, s->audio, 1, &s->decoder[1])) < 0)
         return ret;
@@ -176,7 +176,8 @@ static int check_tail(struct check_state *s, const struct mw_output_expect *expe
     /* The video's own end: a sound track may rightly go on after the last picture. */
     double end = st->duration != AV_NOPTS_VALUE ? (double)(start_s(st) + st->duration * av_q2d(st->time_base))
                  : s->format->duration != AV_NOPTS_VALUE ? (double)s->format->duration / AV_TIME_BASE : 0;
-    int64_t target = (int64_t)((end > 3 ? end - 3 : 0) / av_q2d(st->time_base));
+    /* Just before the end: the backward seek lands on the last keyframe, so only the last GOP is decoded. */
+    int64_t target = (int64_t)((end > 0.5 ? end - 0.5 : 0) / av_q2d(st->time_base));
     int ret;
 
     ret = av_seek_frame(s->format, s->video, target, AVSEEK_FLAG_BACKWARD);
@@ -232,7 +233,7 @@ int mw_output_check_file(const char *path, const struct mw_output_expect *expect
         ret = AVERROR(ENOMEM);
         goto end;
     }
-    if ((ret = open_decoders(&s, in)) < 0 || (ret = check_streams(&s, expect, why, why_size)) < 0)
+    if ((ret = open_decoders(&s, in, expect->threads > 0 ? expect->threads : 1)) < 0 || (ret = check_streams(&s, expect, why, why_size)) < 0)
         goto end;
     ret = decode_run(&s, 1);
     if (ret < 0)

@@ -7,8 +7,10 @@
  * - Audio is encoded once; each encoded packet is referenced (not copied) into every container.
  * - Keyframes are forced by PTS every keyframe_ms in every rendition and the encoders' GOP settings match,
  *   so all renditions and their HLS segments switch at the same instants.
- * - The pipeline owns three packets and two frames, allocated once; each is unreferenced at one point after
- *   its use.
+ * - Threads: this one demuxes, decodes, filters and encodes audio; each rendition's video encoder runs in
+ *   a thread of its own behind a small bounded frame queue (rendition.c, queue.c).
+ * - The pipeline owns three packets and two frames, each rendition two packets and a frame, allocated
+ *   once; each is unreferenced at one point after its use.
  * - All outputs are written under temporary names, verified, and only then renamed into place; on any
  *   failure every temporary file is removed.
  */
@@ -26,38 +28,10 @@
 #include "mediaworker/path.h"
 #include "transcode_internal.h"
 
-#define PATH_SIZE 2048
+#define PATH_SIZE MW_TRANSCODE_PATH_SIZE
 #define PROGRESS_INTERVAL_US 250000
 #define QUEUE_FRAMES 3
 
-struct rendition {
-    struct mw_rendition size;            /* {0,0} for the audio-only output */
-    char label[16];                      /* "720p", "audio" */
-    char name[128];                      /* final file name in the output directory */
-    char tmp_path[PATH_SIZE];
-    char hls_playlist[PATH_SIZE];        /* in the temporary HLS directory */
-    char codecs[64];
-    AVCodecContext *encoder;             /* NULL for the audio-only output */
-    struct mw_muxer *mp4, *hls;
-    int mp4_video, mp4_audio, hls_video, hls_audio;
-    int64_t next_keyframe;               /* encoder time base */
-    int64_t keyframe_ticks;
-    int64_t frame_ticks;                 /* one frame at the output rate, encoder time base */
-    AVPacket *held;                      /* the latest video packet, written when the next one comes */
-    int64_t end;                         /* where the latest picture ends, encoder time base */
-    int64_t dts_shift;                   /* pts - dts of the first packet; -1 before it */
-
-    /* The encoder thread owns encoder, the fields above it from next_keyframe on, and encoded, copy and
-     * work; it gets frames through queue. lock guards the muxers, which the main thread writes audio to. */
-    struct mw_frame_queue *queue;
-    pthread_t thread;
-    int thread_started;
-    int thread_ret;                      /* read by the main thread after joining */
-    AVPacket *encoded, *copy;
-    AVFrame *work;
-    pthread_mutex_t lock;
-    int lock_ready;
-};
 
 struct pipeline {
     const struct mw_transcode_options *opt;
@@ -70,7 +44,7 @@ struct pipeline {
     struct mw_filter *video_filter, *audio_filter;
     AVCodecContext *audio_encoder;
     int count;
-    struct rendition r[MW_TRANSCODE_MAX_RENDITIONS];
+    struct mw_rendition_output r[MW_TRANSCODE_MAX_RENDITIONS];
     AVPacket *pkt, *encoded, *copy;
     AVFrame *frame, *filtered;
     AVRational output_rate;
@@ -91,7 +65,7 @@ static int stream_index_of(const struct mw_probe *probe, int best)
 static void name_renditions(struct pipeline *p)
 {
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
+        struct mw_rendition_output *r = &p->r[i];
         const char *extension = r->size.height ? "mp4" : "m4a";
         char label[sizeof(r->label)];
         char name[sizeof(r->name)];
@@ -153,6 +127,10 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     struct mw_video_filter_spec spec = {0};
     int ret;
 
+    /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
+     * each taking all of them: more threads than cores only adds x264 frame-thread overhead. */
+    int encoder_threads = p->opt->threads / p->count > 0 ? p->opt->threads / p->count : 1;
+
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
     if (ret < 0)
         return ret;
@@ -173,10 +151,10 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     if (ret < 0)
         return ret;
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
+        struct mw_rendition_output *r = &p->r[i];
         AVRational tb = mw_filter_time_base(p->video_filter, i);
 
-        ret = mw_encoder_open_video(&r->encoder, p->preset, &r->size, tb, p->output_rate, p->opt->threads);
+        ret = mw_encoder_open_video(&r->encoder, p->preset, &r->size, tb, p->output_rate, encoder_threads);
         if (ret < 0)
             return ret;
         if (!(r->held = av_packet_alloc()) || !(r->encoded = av_packet_alloc()) || !(r->copy = av_packet_alloc()) ||
@@ -212,7 +190,7 @@ static int open_audio(struct pipeline *p)
 }
 
 /* Adds the video and audio streams to one container of a rendition. */
-static int add_streams(struct pipeline *p, struct rendition *r, struct mw_muxer *m, int *video, int *audio)
+static int add_streams(struct pipeline *p, struct mw_rendition_output *r, struct mw_muxer *m, int *video, int *audio)
 {
     AVCodecParameters *par = avcodec_parameters_alloc();
     int ret = par ? 0 : AVERROR(ENOMEM);
@@ -240,7 +218,7 @@ static int open_outputs(struct pipeline *p)
     if (p->opt->hls && (ret = mw_path_mkdirs(p->hls_tmp_dir)) < 0)
         return ret;
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
+        struct mw_rendition_output *r = &p->r[i];
 
         if (pthread_mutex_init(&r->lock, NULL))
             return AVERROR(ENOMEM);
@@ -268,19 +246,16 @@ static int open_outputs(struct pipeline *p)
     return 0;
 }
 
-static void *encode_thread(void *opaque);
-
 static int start_encoders(struct pipeline *p)
 {
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
-        int err;
+        struct mw_rendition_output *r = &p->r[i];
+        int ret;
 
         if (!r->encoder)
             continue;
-        if ((err = pthread_create(&r->thread, NULL, encode_thread, r)))
-            return AVERROR(err);
-        r->thread_started = 1;
+        if ((ret = mw_rendition_output_start(r)) < 0)
+            return ret;
     }
     return 0;
 }
@@ -305,122 +280,17 @@ static void report_progress(struct pipeline *p, int64_t pts, AVRational tb, int 
     p->opt->progress(p->opt->progress_opaque, &progress);
 }
 
-/* Writes pkt (in time base tb) to the containers of rendition r, through the caller's scratch packet copy;
- * pkt keeps its reference. Called from the encoder thread (video) and the main thread (audio). */
-static int write_packet(struct rendition *r, const AVPacket *pkt, AVPacket *copy, int mp4_index, int hls_index,
-                        AVRational tb)
-{
-    int ret = 0;
-
-    pthread_mutex_lock(&r->lock);
-    if (r->hls) {
-        if ((ret = av_packet_ref(copy, pkt)) < 0)
-            goto end;
-        ret = mw_muxer_write(r->hls, hls_index, copy, tb);
-        av_packet_unref(copy);
-        if (ret < 0)
-            goto end;
-    }
-    if ((ret = av_packet_ref(copy, pkt)) < 0)
-        goto end;
-    ret = mw_muxer_write(r->mp4, mp4_index, copy, tb);
-    av_packet_unref(copy);
-end:
-    pthread_mutex_unlock(&r->lock);
-    return ret;
-}
-
-/*
- * Video packets are written one behind: muxers take each sample's duration from the next timestamp, so
- * only the last packet's own duration matters, and it must reach past the last picture (which, after
- * B-frame reordering on VFR input, need not be the last packet's). Without that the MP4 edit list would
- * cut the last picture off.
- */
-static int write_video(struct rendition *r, int last)
-{
-    int ret = 0;
-
-    if (r->held->data) {
-        /* The MP4 track ends at the last dts plus its duration, shifted by the first packet's reorder delay. */
-        int64_t reach = r->end - r->held->dts - r->dts_shift;
-        if (last && r->held->dts != AV_NOPTS_VALUE && reach > r->held->duration)
-            r->held->duration = reach;
-        ret = write_packet(r, r->held, r->copy, r->mp4_video, r->hls_video, r->encoder->time_base);
-        av_packet_unref(r->held);
-    }
-    if (!last) {
-        AVPacket *pkt = r->encoded;
-
-        if (r->dts_shift < 0)
-            r->dts_shift = pkt->pts != AV_NOPTS_VALUE && pkt->dts != AV_NOPTS_VALUE ? pkt->pts - pkt->dts : 0;
-        if (pkt->pts != AV_NOPTS_VALUE && pkt->pts + r->frame_ticks > r->end)
-            r->end = pkt->pts + r->frame_ticks;
-        if (pkt->duration <= 0)
-            pkt->duration = r->frame_ticks;
-        av_packet_move_ref(r->held, pkt);
-    }
-    return ret;
-}
-
-/* Sends frame (NULL: flush) to the rendition's encoder and writes what comes out. */
-static int encode_video(struct rendition *r, AVFrame *frame)
-{
-    int ret = avcodec_send_frame(r->encoder, frame);
-
-    while (ret >= 0 && (ret = avcodec_receive_packet(r->encoder, r->encoded)) >= 0)
-        ret = write_video(r, 0);
-    if (ret == AVERROR_EOF)
-        return write_video(r, 1);
-    return ret == AVERROR(EAGAIN) ? 0 : ret;
-}
-
 static int encode_audio(struct pipeline *p, AVFrame *frame)
 {
     int ret = avcodec_send_frame(p->audio_encoder, frame);
 
     while (ret >= 0 && (ret = avcodec_receive_packet(p->audio_encoder, p->encoded)) >= 0) {
         for (int i = 0; i < p->count && ret >= 0; i++)
-            ret = write_packet(&p->r[i], p->encoded, p->copy, p->r[i].mp4_audio, p->r[i].hls_audio,
+            ret = mw_rendition_output_write(&p->r[i], p->encoded, p->copy, p->r[i].mp4_audio, p->r[i].hls_audio,
                                p->audio_encoder->time_base);
         av_packet_unref(p->encoded);
     }
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
-}
-
-/* Keyframes on the same PTS grid in every rendition; every other frame type is the encoder's choice. */
-static void force_keyframe(struct rendition *r, AVFrame *frame)
-{
-    frame->pict_type = AV_PICTURE_TYPE_NONE;
-    if (frame->pts >= r->next_keyframe) {
-        frame->pict_type = AV_PICTURE_TYPE_I;
-        r->next_keyframe = (frame->pts / r->keyframe_ticks + 1) * r->keyframe_ticks;
-    }
-}
-
-/*
- * One thread per rendition encodes, so decoding and scaling the next frames overlaps the encoder's work
- * instead of alternating with it. On failure it aborts its queue, which stops the producer.
- */
-static void *encode_thread(void *opaque)
-{
-    struct rendition *r = opaque;
-    int ret;
-
-    while ((ret = mw_frame_queue_pop(r->queue, r->work)) >= 0) {
-        force_keyframe(r, r->work);
-        ret = encode_video(r, r->work);
-        av_frame_unref(r->work);
-        if (ret < 0)
-            break;
-    }
-    if (ret == AVERROR_EOF)
-        ret = encode_video(r, NULL);
-    r->thread_ret = ret;
-    if (ret < 0) {
-        mw_log(MW_LOG_ERROR, "transcode", "encoding %s failed: %s", r->label, mw_err2str(ret));
-        mw_frame_queue_abort(r->queue);
-    }
-    return NULL;
 }
 
 /* Ends the encoder threads (after the end marker, or aborting them) and returns the first failure. */
@@ -429,16 +299,10 @@ static int join_encoders(struct pipeline *p, int abort)
     int ret = 0;
 
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
+        int err = mw_rendition_output_join(&p->r[i], abort);
 
-        if (!r->thread_started)
-            continue;
-        if (abort)
-            mw_frame_queue_abort(r->queue);
-        pthread_join(r->thread, NULL);
-        r->thread_started = 0;
-        if (r->thread_ret < 0 && ret >= 0)
-            ret = r->thread_ret;
+        if (err < 0 && ret >= 0)
+            ret = err;
     }
     return ret;
 }
@@ -600,6 +464,7 @@ static int check_outputs(struct pipeline *p, char *why, size_t why_size)
         .video = p->video_index >= 0,
         .audio = p->audio_index >= 0,
         .mp4 = 1,
+        .threads = p->opt->threads,
     };
     int ret;
 
@@ -650,7 +515,7 @@ static int commit_outputs(struct pipeline *p, struct mw_transcode_result *result
     int ret;
 
     for (int i = 0; i < p->count; i++) {
-        struct rendition *r = &p->r[i];
+        struct mw_rendition_output *r = &p->r[i];
         struct mw_transcode_output *o = &result->outputs[result->count++];
 
         snprintf(final, sizeof(final), "%s/%s", p->output_dir, r->name);
@@ -756,7 +621,8 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         mw_remux_eligible(p->in, probe, p->preset, &p->r[0].size, 1)) {
         mw_log(MW_LOG_INFO, "transcode", "input is web-compliant: remuxing without re-encoding");
         struct mw_output_expect expect = {.duration_s = p->duration_s, .tolerance_s = 0.1,
-                                          .video = 1, .audio = p->audio_index >= 0, .mp4 = 1};
+                                          .video = 1, .audio = p->audio_index >= 0, .mp4 = 1,
+                                          .threads = p->opt->threads};
         result->remuxed = 1;
         if ((ret = mw_remux_run(p->in, probe, p->r[0].tmp_path, p->r[0].codecs, sizeof(p->r[0].codecs))) < 0 ||
             (ret = mw_output_check_file(p->r[0].tmp_path, &expect, p->opt->limits, why, why_size)) < 0)

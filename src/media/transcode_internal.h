@@ -7,6 +7,10 @@
 #ifndef MEDIAWORKER_MEDIA_TRANSCODE_INTERNAL_H
 #define MEDIAWORKER_MEDIA_TRANSCODE_INTERNAL_H
 
+#define MW_TRANSCODE_PATH_SIZE 2048
+
+#include <pthread.h>
+
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 
@@ -87,6 +91,52 @@ int mw_frame_queue_pop(struct mw_frame_queue *q, AVFrame *frame);
 void mw_frame_queue_abort(struct mw_frame_queue *q);
 
 void mw_frame_queue_free(struct mw_frame_queue **q);
+
+/* ---- rendition.c ---- */
+
+/*
+ * One output rendition while it is written: its encoder thread and its containers. The encoder thread
+ * owns encoder, the fields from next_keyframe to dts_shift, and encoded, copy and work; it gets frames
+ * through queue. lock guards the muxers, which the main thread also writes audio packets to.
+ */
+struct mw_rendition_output {
+    struct mw_rendition size;            /* {0,0} for the audio-only output */
+    char label[16];                      /* "720p", "audio" */
+    char name[128];                      /* final file name in the output directory */
+    char tmp_path[MW_TRANSCODE_PATH_SIZE];
+    char hls_playlist[MW_TRANSCODE_PATH_SIZE];        /* in the temporary HLS directory */
+    char codecs[64];
+    AVCodecContext *encoder;             /* NULL for the audio-only output */
+    struct mw_muxer *mp4, *hls;
+    int mp4_video, mp4_audio, hls_video, hls_audio;
+    int64_t next_keyframe;               /* encoder time base */
+    int64_t keyframe_ticks;
+    int64_t frame_ticks;                 /* one frame at the output rate, encoder time base */
+    AVPacket *held;                      /* the latest video packet, written when the next one comes */
+    int64_t end;                         /* where the latest picture ends, encoder time base */
+    int64_t dts_shift;                   /* pts - dts of the first packet; -1 before it */
+
+    struct mw_frame_queue *queue;
+    pthread_t thread;
+    int thread_started;
+    int thread_ret;                      /* read by the main thread after joining */
+    AVPacket *encoded, *copy;
+    AVFrame *work;
+    pthread_mutex_t lock;
+    int lock_ready;
+};
+
+/* Writes pkt (in time base tb) to the containers of r, through the caller's scratch packet copy; pkt keeps
+ * its reference. Called from the encoder thread (video) and the main thread (audio), under r->lock. */
+int mw_rendition_output_write(struct mw_rendition_output *r, const AVPacket *pkt, AVPacket *copy, int mp4_index,
+                              int hls_index, AVRational tb);
+
+/* Starts r's encoder thread, which runs until the end marker arrives through r->queue or it is aborted. */
+int mw_rendition_output_start(struct mw_rendition_output *r);
+
+/* Waits for r's encoder thread (aborting its queue first when abort is set); returns its result, 0 when
+ * it was not started. */
+int mw_rendition_output_join(struct mw_rendition_output *r, int abort);
 
 /* ---- encoder.c ---- */
 
