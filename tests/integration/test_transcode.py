@@ -44,6 +44,19 @@ HDR = media("tc-hdr10.mp4", [
 INTERLACED = media("tc-interlaced.mpg", [
     "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
     "-vf", "tinterlace=mode=interleave_top,setfield=tff", "-c:v", "mpeg2video", "-flags", "+ildct+ilme", "-top", "1"])
+ODD = media("tc-odd-321x241.avi", ["-f", "lavfi", "-i", "testsrc2=size=321x241:rate=25:duration=2",
+                                    "-c:v", "mjpeg", "-pix_fmt", "yuvj422p"])
+RAW_H264 = media("tc-raw.h264", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+                                 "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "h264"])
+# Two audio tracks, the second one the default and the only audible one, plus a subtitle track.
+SUBTITLES = os.path.join(fresh_dir("tc-subtitles"), "subs.srt")
+with open(SUBTITLES, "w") as subs:
+    subs.write("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+TRACKS = media("tc-tracks.mkv", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+    "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-f", "lavfi", "-i", "sine=frequency=800:sample_rate=48000",
+    "-i", SUBTITLES, "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
+    "-c:v", "mpeg4", "-c:a", "aac", "-c:s", "subrip", "-t", "2", "-disposition:a:0", "0", "-disposition:a:1", "default"])
 SEGMENT = media("tc-seg.ts", ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=2",
                               "-c:v", "mpeg2video"])
 
@@ -269,6 +282,31 @@ def test_hdr_and_interlaced():
         check(v.get("field_order", "progressive") == "progressive", f"output field order {v.get('field_order')}")
 
 
+def test_odd_inputs():
+    out = fresh_dir("tc-odd")
+    result = transcode(ODD, out, "--renditions", "720")
+    if result:
+        v = streams(ffprobe(os.path.join(out, result["outputs"][0]["path"])), "video")[0]
+        check(v["width"] % 2 == 0 and v["height"] % 2 == 0 and v["width"] <= 321 and v["height"] <= 241
+              and v["pix_fmt"] == "yuv420p", f"odd input gave {v['width']}x{v['height']} {v['pix_fmt']}")
+    out = fresh_dir("tc-raw")
+    result = transcode(RAW_H264, out, "--renditions", "240", "--no-remux")
+    if result:
+        info = ffprobe(os.path.join(out, "web_240p.mp4"))
+        check(abs(float(info["format"]["duration"]) - 2.0) < 0.1,
+              f"raw H.264 without timestamps lasts {info['format']['duration']} s")
+    out = fresh_dir("tc-tracks")
+    result = transcode(TRACKS, out, "--renditions", "240")
+    if result:
+        info = ffprobe(os.path.join(out, "web_240p.mp4"))
+        check([s["codec_type"] for s in info["streams"]] == ["video", "audio"],
+              f"tracks: {[s['codec_type'] for s in info['streams']]}")
+        level = subprocess.run(["ffmpeg", "-v", "info", "-i", os.path.join(out, "web_240p.mp4"), "-af", "volumedetect",
+                                "-f", "null", "-"], capture_output=True, text=True, timeout=60).stderr
+        check("max_volume: -inf" not in level and "max_volume: -9" not in level,
+              "the default (audible) audio track was not the one kept")
+
+
 def test_broken_inputs():
     # The container is intact, the pictures are noise: nothing decodes, the check fails, nothing is left.
     corrupt = os.path.join(fresh_dir("tc-corrupt-in"), "corrupt.mp4")
@@ -287,7 +325,7 @@ def test_broken_inputs():
             f.write(open(SEGMENT, "rb").read())
     out = fresh_dir("tc-loop")
     proc = run(["transcode", looped, "-o", out, "--renditions", "120"], timeout=240)
-    check(proc.returncode == 1 and "RUNAWAY" in proc.stderr.upper() or "beyond" in proc.stderr,
+    check(proc.returncode == 1 and "beyond the input duration" in proc.stderr,
           f"looped input was not stopped as a runaway: {proc.returncode} {proc.stderr[-600:]}")
     check(os.listdir(out) == [], f"a runaway transcode left {os.listdir(out)}")
 
@@ -346,7 +384,7 @@ def test_progress_bar():
 
 
 for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
-             test_hdr_and_interlaced, test_broken_inputs, test_job_operation, test_progress_bar):
+             test_hdr_and_interlaced, test_odd_inputs, test_broken_inputs, test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
     test()
 finish()
