@@ -4,6 +4,7 @@
  * its extra tracks dropped. Copying packets is two orders of magnitude cheaper than encoding and loses no
  * quality. Inputs with a display matrix are not eligible: their rotation has to be baked into pixels.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include <libavutil/mem.h>
@@ -85,13 +86,13 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
     for (int i = 0; ret >= 0 && i < 2; i++) {
         const AVStream *st = source[i] >= 0 ? format->streams[source[i]] : NULL;
         size_t used = strlen(codecs);
+        char codec[32];
 
         if (!st)
             continue;
         ret = add_copy_stream(m, st, &target[i]);
-        mw_encoder_codec_string(st->codecpar, codecs + used + (used ? 1 : 0), codecs_size - used - 1);
-        if (used)
-            codecs[used] = ',';
+        mw_encoder_codec_string(st->codecpar, codec, sizeof(codec));
+        snprintf(codecs + used, codecs_size - used, "%s%s", used ? "," : "", codec);
         if (st->start_time != AV_NOPTS_VALUE) {
             int64_t us = av_rescale_q(st->start_time, st->time_base, AV_TIME_BASE_Q);
             start_us = us < start_us ? us : start_us;

@@ -125,11 +125,10 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     const AVStream *st = p->format->streams[p->video_index];
     struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
     struct mw_video_filter_spec spec = {0};
-    int ret;
-
     /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
      * each taking all of them: more threads than cores only adds x264 frame-thread overhead. */
     int encoder_threads = p->opt->threads / p->count > 0 ? p->opt->threads / p->count : 1;
+    int ret;
 
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
     if (ret < 0)
@@ -219,11 +218,11 @@ static int open_outputs(struct pipeline *p)
         return ret;
     for (int i = 0; i < p->count; i++) {
         struct mw_rendition_output *r = &p->r[i];
+        char dir[PATH_SIZE];
 
         if (pthread_mutex_init(&r->lock, NULL))
             return AVERROR(ENOMEM);
         r->lock_ready = 1;
-
         ret = mw_muxer_open(&r->mp4, "mp4", r->tmp_path, 0);
         if (ret < 0)
             return ret;
@@ -233,7 +232,6 @@ static int open_outputs(struct pipeline *p)
             return ret;
         if (!p->opt->hls)
             continue;
-        char dir[PATH_SIZE];
         snprintf(dir, sizeof(dir), "%.1500s/%s", p->hls_tmp_dir, r->label);
         if ((ret = mw_path_mkdirs(dir)) < 0 ||
             (ret = mw_muxer_open(&r->hls, "hls", r->hls_playlist, p->preset->hls_segment_ms)) < 0)
@@ -266,17 +264,17 @@ static void report_progress(struct pipeline *p, int64_t pts, AVRational tb, int 
 {
     int64_t now = av_gettime_relative();
     struct mw_progress progress = {.phase = "transcode"};
-    double media_s = pts == AV_NOPTS_VALUE ? 0 : (double)pts * av_q2d(tb);
+    double media_s = final ? p->duration_s : pts == AV_NOPTS_VALUE ? 0 : (double)pts * av_q2d(tb);
+    /* Frames when the frame count can be told, else milliseconds of media (audio-only inputs). */
+    int64_t total = p->expected_frames > 0 ? p->expected_frames : (int64_t)(p->duration_s * 1000);
+    int64_t done = p->expected_frames > 0 ? p->decoded_frames : (int64_t)(media_s * 1000);
 
     if (!p->opt->progress || (!final && now - p->last_progress < PROGRESS_INTERVAL_US))
         return;
     p->last_progress = now;
-    if (p->expected_frames > 0)
-        mw_progress_compute(&progress, final ? p->expected_frames : p->decoded_frames, p->expected_frames,
-                            media_s, (double)(now - p->started) / 1e6);
-    else
-        mw_progress_compute(&progress, final ? 1 : (int64_t)(media_s * 1000), (int64_t)(p->duration_s * 1000),
-                            media_s, (double)(now - p->started) / 1e6);
+    if (final)
+        done = total = total > 0 ? total : 1;
+    mw_progress_compute(&progress, done, total, media_s, (double)(now - p->started) / 1e6);
     p->opt->progress(p->opt->progress_opaque, &progress);
 }
 
@@ -287,7 +285,7 @@ static int encode_audio(struct pipeline *p, AVFrame *frame)
     while (ret >= 0 && (ret = avcodec_receive_packet(p->audio_encoder, p->encoded)) >= 0) {
         for (int i = 0; i < p->count && ret >= 0; i++)
             ret = mw_rendition_output_write(&p->r[i], p->encoded, p->copy, p->r[i].mp4_audio, p->r[i].hls_audio,
-                               p->audio_encoder->time_base);
+                                            p->audio_encoder->time_base);
         av_packet_unref(p->encoded);
     }
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
