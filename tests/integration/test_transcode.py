@@ -19,9 +19,9 @@ SYNC = media("tc-sync.mkv", [
                          "drawbox=color=white:t=fill:enable='between(t,1.5,1.6)'",
     "-f", "lavfi", "-i", "aevalsrc='if(between(t,1.5,1.6),0.8*sin(2*PI*1000*t),0)':s=44100:d=3",
     "-c:v", "mpeg4", "-q:v", "3", "-c:a", "libmp3lame"])
-WEB = media("tc-web-320x240.mp4", [
-    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=4",
-    "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=4",
+WEB = media("tc-web-640x360.mp4", [
+    "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=6",
+    "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=6",
     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "60",
     "-c:a", "aac", "-movflags", "+faststart"])
 UPRIGHT = media("tc-marker.mp4", [
@@ -227,12 +227,12 @@ def test_vfr():
 def test_remux():
     out = fresh_dir("tc-remux")
     start = time.monotonic()
-    result = transcode(WEB, out, "--renditions", "240")
+    result = transcode(WEB, out, "--renditions", "360")
     remux_s = time.monotonic() - start
     if not result:
         return
     check(result["remuxed"], "web-compliant input was re-encoded")
-    path = os.path.join(out, "web_240p.mp4")
+    path = os.path.join(out, "web_360p.mp4")
     src, dst = streams(ffprobe(WEB), "video")[0], streams(ffprobe(path), "video")[0]
     for field in ("codec_name", "profile", "level", "width", "height", "pix_fmt", "has_b_frames"):
         check(src.get(field) == dst.get(field), f"remux changed {field}: {src.get(field)} -> {dst.get(field)}")
@@ -240,9 +240,10 @@ def test_remux():
     check(moov_before_mdat(path), "remuxed output is not faststart")
     out2 = fresh_dir("tc-remux-encoded")
     start = time.monotonic()
-    again = transcode(WEB, out2, "--renditions", "240", "--no-remux")
+    again = transcode(WEB, out2, "--renditions", "360", "--no-remux")
     encode_s = time.monotonic() - start
     check(again is not None and not again["remuxed"], "--no-remux still remuxed")
+    # Process start-up dominates both on a clip this short; the 60 s reference in tests/bench shows ~100x.
     check(remux_s * 3 < encode_s, f"remux {remux_s:.3f} s is not far faster than encoding {encode_s:.3f} s")
 
 
