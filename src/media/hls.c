@@ -8,6 +8,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,10 +136,55 @@ void mw_hls_remove_dir(const char *dir)
     remove_tree(dir, 2);
 }
 
+/* fsyncs every file and directory under dir (depth levels of subdirectories), then dir itself. */
+static int sync_tree(const char *dir, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *entry;
+    int ret = 0, fd;
+
+    if (!d)
+        return AVERROR(errno);
+    while (ret >= 0 && (entry = readdir(d))) {
+        char child[2048];
+        struct stat st;
+
+        if (!strcmp(entry->d_name, ".") || !strcmp(entry->d_name, ".."))
+            continue;
+        snprintf(child, sizeof(child), "%s/%s", dir, entry->d_name);
+        if (lstat(child, &st) < 0) {
+            ret = AVERROR(errno);
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            ret = sync_tree(child, depth - 1);
+        } else if (S_ISREG(st.st_mode)) {
+            if ((fd = open(child, O_RDONLY | O_CLOEXEC)) < 0)
+                ret = AVERROR(errno);
+            else if (fsync(fd) < 0)
+                ret = AVERROR(errno);
+            if (fd >= 0)
+                close(fd);
+        }
+    }
+    closedir(d);
+    if (ret < 0)
+        return ret;
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return AVERROR(errno);
+    ret = fsync(fd) < 0 ? AVERROR(errno) : 0;
+    close(fd);
+    return ret;
+}
+
 int mw_hls_commit_dir(const char *tmp_dir, const char *final_dir)
 {
     char old[2048];
-    int had_old;
+    char parent[2048];
+    const char *slash = strrchr(final_dir, '/');
+    int had_old, ret, fd;
+
+    /* Segments and playlists reach the disk before the directory becomes visible under its final name. */
+    if ((ret = sync_tree(tmp_dir, 2)) < 0)
+        return ret;
 
     /* rename() cannot replace a non-empty directory: move the previous run's away first, then drop it. */
     snprintf(old, sizeof(old), "%s.old.%ld", final_dir, (long)getpid());
@@ -146,12 +192,17 @@ int mw_hls_commit_dir(const char *tmp_dir, const char *final_dir)
     if (!had_old && errno != ENOENT)
         return AVERROR(errno);
     if (rename(tmp_dir, final_dir) < 0) {
-        int ret = AVERROR(errno);
+        ret = AVERROR(errno);
         if (had_old && rename(old, final_dir) < 0)
             mw_hls_remove_dir(old);
         return ret;
     }
     if (had_old)
         mw_hls_remove_dir(old);
-    return 0;
+    snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - final_dir) : 1, slash ? final_dir : ".");
+    if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return AVERROR(errno);
+    ret = fsync(fd) < 0 ? AVERROR(errno) : 0;
+    close(fd);
+    return ret;
 }

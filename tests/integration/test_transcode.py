@@ -352,6 +352,12 @@ def test_job_operation():
               and abs(video.get("duration", 0) - 4) < 0.1, f"video output descriptor {video}")
         check(kinds.get("hls", {}).get("path") == "7/tc1/hls/master.m3u8", f"hls descriptor {kinds.get('hls')}")
         check(report.get("path") == "7/tc1/web_240p.mp4", f"primary path {report.get('path')}")
+    # A redelivery overwrites the same names, HLS directory included, and leaves nothing else behind.
+    proc = run(["run", job], env=env)
+    check(proc.returncode == 0, f"second run of the job failed: {proc.stderr[-800:]}")
+    job_dir = os.path.join(outputs, "7", "tc1")
+    check(sorted(os.listdir(job_dir)) == ["hls", "web_240p.mp4"], f"after redelivery: {os.listdir(job_dir)}")
+    check(decodes(os.path.join(job_dir, "hls", "240p", "index.m3u8")), "HLS after redelivery does not decode")
     with open(job, "w") as f:
         json.dump({"user_id": 7, "file_info": {"path": "clip.mkv"},
                    "operations": [{"type": "transcode", "renditions": [720, "big"]}]}, f)
