@@ -17,7 +17,7 @@ struct mw_output_expect {
     double duration_s;         /* of the source; <= 0 = not checked (e.g. one HLS segment) */
     double tolerance_s;        /* one frame: allowed duration and start-time mismatch */
     int video, audio;          /* streams that must be present and decodable */
-    int mp4;                   /* moov must come before mdat */
+    int mp4;                   /* moov must come before mdat; else the file is read through, not seeked */
     int threads;               /* decoder threads; 0 = 1 */
 };
 

@@ -478,6 +478,29 @@ static int check_outputs(struct pipeline *p, char *why, size_t why_size)
     return 0;
 }
 
+/* The first and the last segment of a rendition must play on their own, as a player switching to them would. */
+static int check_segments(struct pipeline *p, const struct mw_rendition_output *r, const struct mw_hls_stats *stats,
+                          char *why, size_t why_size)
+{
+    /* A segment is cut at a video keyframe; its audio may begin a few audio frames off that point. */
+    struct mw_output_expect expect = {
+        .tolerance_s = 0.25,
+        .video = p->video_index >= 0,
+        .audio = p->audio_index >= 0,
+        .threads = p->opt->threads,
+    };
+    const char *names[2] = {stats->first_segment, stats->last_segment};
+    char path[PATH_SIZE];
+    int ret;
+
+    for (int i = 0; i < (stats->segments > 1 ? 2 : 1); i++) {
+        snprintf(path, sizeof(path), "%.1500s/%s/%.200s", p->hls_tmp_dir, r->label, names[i]);
+        if ((ret = mw_output_check_file(path, &expect, p->opt->limits, why, why_size)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
 static int finish_hls(struct pipeline *p, char *why, size_t why_size)
 {
     struct mw_hls_variant variants[MW_TRANSCODE_MAX_RENDITIONS];
@@ -496,6 +519,8 @@ static int finish_hls(struct pipeline *p, char *why, size_t why_size)
                      ret < 0 ? 0 : stats.segments, ret < 0 ? 0 : stats.duration_s, p->duration_s);
             return ret == AVERROR(ENOMEM) ? ret : MW_ERR_OUTPUT_CHECK;
         }
+        if ((ret = check_segments(p, &p->r[i], &stats, why, why_size)) < 0)
+            return ret;
         snprintf(uris[i], sizeof(uris[i]), "%s/index.m3u8", p->r[i].label);
         variants[i] = (struct mw_hls_variant){
             .uri = uris[i], .bandwidth = stats.peak_bps, .average_bandwidth = stats.average_bps,
