@@ -1,6 +1,6 @@
 /*
  * The fast path: an upload that is already what the web preset would make (H.264 8-bit 4:2:0, AAC, in
- * MP4/MOV, upright, progressive, SDR, no larger than asked) only needs its moov atom moved to the front and
+ * MP4/MOV, upright, progressive, SDR, no larger than asked, on average within the preset's bitrate cap) only needs its moov atom moved to the front and
  * its extra tracks dropped. Copying packets is two orders of magnitude cheaper than encoding and loses no
  * quality. Inputs with a display matrix are not eligible: their rotation has to be baked into pixels.
  */
@@ -33,6 +33,9 @@ int mw_remux_eligible(const struct mw_input *in, const struct mw_probe *probe, c
     if (renditions[0].width != v->width || renditions[0].height != v->height)
         return 0;
     if (av_cmp_q(v->avg_frame_rate, (AVRational){preset->max_fps, 1}) > 0)
+        return 0;
+    /* The preset's cap bounds the peaks of what it encodes; an upload averaging above it is no web file. */
+    if (v->bit_rate > mw_preset_cap_for(preset, v->height)->maxrate)
         return 0;
     return !a || !strcmp(a->codec, "aac");
 }
