@@ -98,6 +98,7 @@ static void *encode_thread(void *opaque)
     struct mw_rendition_output *r = opaque;
     int ret;
 
+    mw_log_context_set(r->log_job_id, r->log_request_id);
     while ((ret = mw_frame_queue_pop(r->queue, r->work)) >= 0) {
         force_keyframe(r, r->work);
         ret = encode_video(r, r->work);
@@ -117,7 +118,10 @@ static void *encode_thread(void *opaque)
 
 int mw_rendition_output_start(struct mw_rendition_output *r)
 {
-    int err = pthread_create(&r->thread, NULL, encode_thread, r);
+    int err;
+
+    mw_log_context_get(r->log_job_id, sizeof(r->log_job_id), r->log_request_id, sizeof(r->log_request_id));
+    err = pthread_create(&r->thread, NULL, encode_thread, r);
 
     if (err)
         return AVERROR(err);

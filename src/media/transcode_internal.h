@@ -124,6 +124,7 @@ struct mw_rendition_output {
     AVFrame *work;
     pthread_mutex_t lock;
     int lock_ready;
+    char log_job_id[MW_JOB_ID_MAX], log_request_id[MW_REQUEST_ID_MAX];   /* the starting thread's log context */
 };
 
 /* Writes pkt (in time base tb) to the containers of r, through the caller's scratch packet copy; pkt keeps
