@@ -90,7 +90,7 @@ struct mw_transcode_options {
     int hls;
     int allow_remux;           /* remux an already web-compliant single rendition instead of encoding */
     int threads;               /* codec threads for the job (mw_config_codec_threads) */
-    const struct mw_limits *limits;            /* for re-opening outputs in the output check */
+    const struct mw_limits *limits;            /* required: for re-opening outputs in the output check */
     mw_progress_fn progress;   /* may be NULL */
     void *progress_opaque;
 };
@@ -111,7 +111,9 @@ struct mw_transcode_result {
 };
 
 /*
- * Transcodes the opened input in into output_dir. probe is the input's probe. On success returns 0 with
+ * Transcodes the opened input in into output_dir. in must not have been read from since it was opened
+ * (the pipeline reads it once from the start); probe is its probe (or that of another opening of the same
+ * file). Progress is reported from the calling thread. On success returns 0 with
  * the committed outputs listed in result. On failure returns a negative error (MW_ERR_OUTPUT_CHECK when
  * an output failed verification, MW_ERR_RUNAWAY when the output ran far past the input duration,
  * MW_ERR_NO_MEDIA_STREAM when there is nothing to encode) and leaves no output or temporary file of this
