@@ -126,8 +126,10 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
     struct mw_video_filter_spec spec = {0};
     /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
-     * each taking all of them: more threads than cores only adds x264 frame-thread overhead. */
-    int encoder_threads = p->opt->threads / p->count > 0 ? p->opt->threads / p->count : 1;
+     * each taking all of them. Within its share an encoder gets x264's own 1.5 frame threads per core:
+     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. */
+    int share = p->opt->threads / p->count;
+    int encoder_threads = share > 0 ? share * 3 / 2 : 1;
     int ret;
 
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
