@@ -667,6 +667,8 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         return ret;
     report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
     p->duration_s = decoded_duration(p);
+    mw_log(MW_LOG_DEBUG, "transcode", "%d output(s) written in %.2f s, %lld frames; verifying", p->count,
+           (double)(av_gettime_relative() - p->started) / 1e6, (long long)p->encoded_frames);
     if ((ret = check_outputs(p, why, why_size)) < 0 ||
         (p->opt->hls && (ret = finish_hls(p, why, why_size)) < 0))
         return ret;
