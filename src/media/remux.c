@@ -13,14 +13,13 @@
 #include "mediaworker/log.h"
 #include "transcode_internal.h"
 
-int mw_remux_eligible(const struct mw_input *in, const struct mw_probe *probe, const struct mw_preset *preset,
+int mw_remux_eligible(const struct mw_probe *probe, const struct mw_preset *preset,
                       const struct mw_rendition *renditions, int count)
 {
     const struct mw_probe_stream *v = probe->best_video >= 0 ? &probe->streams[probe->best_video] : NULL;
     const struct mw_probe_stream *a = probe->best_audio >= 0 ? &probe->streams[probe->best_audio] : NULL;
     AVRational sar;
 
-    (void)in;
     if (!v || count != 1 || !strstr(probe->format_name, "mp4"))
         return 0;
     sar = v->sample_aspect_ratio;

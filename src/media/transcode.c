@@ -643,7 +643,7 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
     if ((ret = plan_renditions(p, probe)) < 0)
         return ret;
     if (p->opt->allow_remux && !p->opt->hls && p->count == 1 && p->video_index >= 0 &&
-        mw_remux_eligible(p->in, probe, p->preset, &p->r[0].size, 1)) {
+        mw_remux_eligible(probe, p->preset, &p->r[0].size, 1)) {
         mw_log(MW_LOG_INFO, "transcode", "input is web-compliant: remuxing without re-encoding");
         struct mw_output_expect expect = {.duration_s = p->duration_s, .tolerance_s = 0.1,
                                           .video = 1, .audio = p->audio_index >= 0, .mp4 = 1,

@@ -210,7 +210,7 @@ void mw_hls_remove_dir(const char *dir);
 /* True when the input can be served by remuxing alone: H.264 8-bit 4:2:0 (+ AAC) in MP4/MOV, upright,
  * progressive, SDR, within the preset's frame rate and bitrate cap and the single requested rendition's
  * size. */
-int mw_remux_eligible(const struct mw_input *in, const struct mw_probe *probe, const struct mw_preset *preset,
+int mw_remux_eligible(const struct mw_probe *probe, const struct mw_preset *preset,
                       const struct mw_rendition *renditions, int count);
 
 /* Copies the chosen video and audio streams of in into a faststart MP4 at path; codecs receives the RFC 6381
