@@ -37,6 +37,9 @@ void mw_log_route_libav(void);
 /* Sets this thread's context; either may be NULL to clear it. The strings are copied (truncated if long). */
 void mw_log_context_set(const char *job_id, const char *request_id);
 
+/* Copies this thread's context out (empty strings when none), so a worker thread can take it over. */
+void mw_log_context_get(char *job_id, size_t job_id_size, char *request_id, size_t request_id_size);
+
 /* True when a message at level would be written (to skip expensive formatting). */
 int mw_log_enabled(enum mw_log_level level);
 

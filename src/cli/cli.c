@@ -19,6 +19,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_probe,
     &cli_cmd_thumbnail,
     &cli_cmd_storyboard,
+    &cli_cmd_transcode,
     &cli_cmd_run,
     &cli_cmd_config,
     &cli_cmd_caps,

@@ -52,6 +52,7 @@ int cli_main(int argc, char **argv);
 extern const struct cli_command cli_cmd_probe;
 extern const struct cli_command cli_cmd_thumbnail;
 extern const struct cli_command cli_cmd_storyboard;
+extern const struct cli_command cli_cmd_transcode;
 extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;

@@ -49,6 +49,12 @@ void mw_log_context_set(const char *job_id, const char *request_id)
     snprintf(thread_context.request_id, sizeof(thread_context.request_id), "%s", request_id ? request_id : "");
 }
 
+void mw_log_context_get(char *job_id, size_t job_id_size, char *request_id, size_t request_id_size)
+{
+    snprintf(job_id, job_id_size, "%s", thread_context.job_id);
+    snprintf(request_id, request_id_size, "%s", thread_context.request_id);
+}
+
 /* Appends text to out as the inside of a JSON string. */
 static size_t json_escape(char *out, size_t size, size_t used, const char *text)
 {

@@ -55,5 +55,6 @@ cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const cha
 extern const struct mw_operation_handler mw_op_probe;
 extern const struct mw_operation_handler mw_op_thumbnail;
 extern const struct mw_operation_handler mw_op_storyboard;
+extern const struct mw_operation_handler mw_op_transcode;
 
 #endif

@@ -18,6 +18,7 @@ static const struct mw_operation_handler *const handlers[] = {
     &mw_op_probe,
     &mw_op_thumbnail,
     &mw_op_storyboard,
+    &mw_op_transcode,
 };
 
 const struct mw_operation_handler *mw_operation_find(const char *type)

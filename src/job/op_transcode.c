@@ -1,0 +1,124 @@
+/*
+ * The "transcode" operation: {"type": "transcode", "preset": "web", "renditions": [1080, 720, 480],
+ * "hls": true, "remux": true}. Every field is optional: the preset defaults to "web", the renditions to the
+ * preset's ladder, hls to false, remux (the no-re-encode fast path when the upload allows it) to true.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <libavutil/error.h>
+#include <libavutil/mem.h>
+
+#include "mediaworker/error.h"
+#include "mediaworker/transcode.h"
+#include "operation_internal.h"
+
+#define MAX_HEIGHT 4320
+
+static int invalid(char *err, size_t err_size, const char *field, const char *why)
+{
+    snprintf(err, err_size, "transcode.%s: %s", field, why);
+    return MW_ERR_INVALID_MESSAGE;
+}
+
+static int validate_transcode(const cJSON *params, char *err, size_t err_size)
+{
+    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(params, "preset");
+    const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
+    const cJSON *hls = cJSON_GetObjectItemCaseSensitive(params, "hls");
+    const cJSON *remux = cJSON_GetObjectItemCaseSensitive(params, "remux");
+    const cJSON *item;
+
+    if (preset && (!cJSON_IsString(preset) || !mw_preset_find(preset->valuestring)))
+        return invalid(err, err_size, "preset", "unknown preset (known: \"web\")");
+    if (hls && !cJSON_IsBool(hls))
+        return invalid(err, err_size, "hls", "must be true or false");
+    if (remux && !cJSON_IsBool(remux))
+        return invalid(err, err_size, "remux", "must be true or false");
+    if (!renditions)
+        return 0;
+    if (!cJSON_IsArray(renditions) || cJSON_GetArraySize(renditions) < 1 ||
+        cJSON_GetArraySize(renditions) > MW_TRANSCODE_MAX_RENDITIONS)
+        return invalid(err, err_size, "renditions", "must be an array of 1 to 8 heights");
+    cJSON_ArrayForEach(item, renditions) {
+        if (!cJSON_IsNumber(item) || item->valuedouble != (double)item->valueint || item->valueint < 16 ||
+            item->valueint > MAX_HEIGHT)
+            return invalid(err, err_size, "renditions", "each height must be a whole number from 16 to 4320");
+    }
+    return 0;
+}
+
+/* Transcode progress as a share of the whole job, which may run other operations before and after. */
+static void forward_progress(void *opaque, const struct mw_progress *progress)
+{
+    const struct mw_job_context *ctx = opaque;
+    struct mw_progress job_progress = *progress;
+    int count = ctx->job->operation_count > 0 ? ctx->job->operation_count : 1;
+
+    job_progress.percent = (ctx->operation_index * 100.0 + progress->percent) / count;
+    ctx->progress(ctx->progress_opaque, &job_progress);
+}
+
+static int record_outputs(struct mw_job_context *ctx, const struct mw_transcode_result *result)
+{
+    for (int i = 0; i < result->count; i++) {
+        const struct mw_transcode_output *o = &result->outputs[i];
+        cJSON *out = mw_job_add_output(ctx, o->type, o->name);
+
+        if (!out || (o->height && (!cJSON_AddNumberToObject(out, "width", o->width) ||
+                                   !cJSON_AddNumberToObject(out, "height", o->height))) ||
+            !cJSON_AddNumberToObject(out, "duration", o->duration_s) ||
+            !cJSON_AddStringToObject(out, "codec", o->codec) ||
+            !cJSON_AddBoolToObject(out, "remuxed", result->remuxed))
+            return AVERROR(ENOMEM);
+    }
+    return 0;
+}
+
+static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
+{
+    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(params, "preset");
+    const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
+    const cJSON *remux = cJSON_GetObjectItemCaseSensitive(params, "remux");
+    struct mw_transcode_options options = {
+        .preset = mw_preset_find(cJSON_IsString(preset) ? preset->valuestring : "web"),
+        .hls = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "hls")),
+        .allow_remux = !cJSON_IsFalse(remux),
+        .threads = mw_config_codec_threads(ctx->cfg),
+        .limits = &ctx->cfg->limits,
+        .progress = ctx->progress ? forward_progress : NULL,
+        .progress_opaque = ctx,
+    };
+    struct mw_transcode_result *result = NULL;
+    struct mw_input *in = NULL;
+    const cJSON *item;
+    int ret;
+
+    cJSON_ArrayForEach(item, renditions)
+        options.heights[options.height_count++] = item->valueint;
+    /* The job's shared input may have been read by an earlier operation; the pipeline needs the start. */
+    ret = mw_input_open_file(&in, ctx->input_path, &ctx->cfg->limits, ctx->deadline);
+    if (ret < 0)
+        goto end;
+    result = av_mallocz(sizeof(*result));
+    if (!result) {
+        ret = AVERROR(ENOMEM);
+        goto end;
+    }
+    ret = mw_transcode_run(in, ctx->probe, ctx->output_dir, &options, result);
+    if (ret < 0) {
+        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "%s", result->detail);
+        goto end;
+    }
+    ret = record_outputs(ctx, result);
+end:
+    av_free(result);
+    mw_input_close(&in);
+    return ret;
+}
+
+const struct mw_operation_handler mw_op_transcode = {
+    .type = "transcode",
+    .validate = validate_transcode,
+    .run = run_transcode,
+};

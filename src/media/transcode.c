@@ -1,0 +1,718 @@
+/*
+ * The transcode pipeline: one demux, one decode per stream, N renditions.
+ *
+ * Notes on the pipeline:
+ * - The source is read once. Video frames go through one filter graph whose split feeds one branch per
+ *   rendition (filter.c), so deinterlacing and tone mapping run once and each rendition scales once.
+ * - Audio is encoded once; each encoded packet is referenced (not copied) into every container.
+ * - Keyframes are forced by PTS every keyframe_ms in every rendition and the encoders' GOP settings match,
+ *   so all renditions and their HLS segments switch at the same instants.
+ * - Threads: this one demuxes, decodes, filters and encodes audio; each rendition's video encoder runs in
+ *   a thread of its own behind a small bounded frame queue (rendition.c, queue.c).
+ * - The pipeline owns three packets and two frames, each rendition two packets and a frame, allocated
+ *   once; each is unreferenced at one point after its use.
+ * - All outputs are written under temporary names, verified, and only then renamed into place; on any
+ *   failure every temporary file is removed.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libavutil/mem.h>
+#include <libavutil/time.h>
+
+#include "mediaworker/error.h"
+#include "mediaworker/log.h"
+#include "mediaworker/output_check.h"
+#include "mediaworker/path.h"
+#include "transcode_internal.h"
+
+#define PATH_SIZE MW_TRANSCODE_PATH_SIZE
+#define PROGRESS_INTERVAL_US 250000
+#define QUEUE_FRAMES 3
+
+
+struct pipeline {
+    const struct mw_transcode_options *opt;
+    const struct mw_preset *preset;
+    const char *output_dir;
+    AVFormatContext *format;
+    struct mw_input *in;
+    int video_index, audio_index;        /* stream indexes, -1 when absent */
+    struct mw_decoder *video_decoder, *audio_decoder;
+    struct mw_filter *video_filter, *audio_filter;
+    AVCodecContext *audio_encoder;
+    int count;
+    struct mw_rendition_output r[MW_TRANSCODE_MAX_RENDITIONS];
+    AVPacket *pkt, *encoded, *copy;
+    AVFrame *frame, *filtered;
+    AVRational output_rate;
+    double duration_s;
+    int64_t expected_frames, runaway_limit, encoded_frames, decoded_frames;
+    int video_started;
+    int64_t started, last_progress;
+    char hls_tmp_dir[PATH_SIZE];
+};
+
+/* ---- setup ---- */
+
+static int stream_index_of(const struct mw_probe *probe, int best)
+{
+    return best >= 0 ? probe->streams[best].index : -1;
+}
+
+static void name_renditions(struct pipeline *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        struct mw_rendition_output *r = &p->r[i];
+        const char *extension = r->size.height ? "mp4" : "m4a";
+        char label[sizeof(r->label)];
+        char name[sizeof(r->name)];
+
+        if (r->size.height)
+            snprintf(label, sizeof(label), "%dp", r->size.height);
+        else
+            snprintf(label, sizeof(label), "audio");
+        snprintf(name, sizeof(name), "%s_%s.%s", p->preset->name, label, extension);
+        snprintf(r->tmp_path, sizeof(r->tmp_path), "%s/.%s.%ld.tmp", p->output_dir, name, (long)getpid());
+        if (p->opt->hls)
+            snprintf(r->hls_playlist, sizeof(r->hls_playlist), "%.1500s/%s/index.m3u8", p->hls_tmp_dir, label);
+        memcpy(r->label, label, sizeof(label));
+        memcpy(r->name, name, sizeof(name));
+    }
+}
+
+static int plan_renditions(struct pipeline *p, const struct mw_probe *probe)
+{
+    const struct mw_transcode_options *opt = p->opt;
+    const int *heights = opt->height_count > 0 ? opt->heights : p->preset->default_heights;
+    int count = opt->height_count;
+    struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
+    int ret;
+
+    if (opt->height_count <= 0)
+        for (count = 0; count < MW_TRANSCODE_MAX_RENDITIONS && heights[count]; count++)
+            ;
+    if (p->video_index < 0) {
+        p->count = 1;
+    } else {
+        const struct mw_probe_stream *v = &probe->streams[probe->best_video];
+        ret = mw_ladder_compute(v->width, v->height, v->sample_aspect_ratio, v->rotation, heights, count, sizes,
+                                MW_TRANSCODE_MAX_RENDITIONS);
+        if (ret < 0)
+            return ret;
+        p->count = ret;
+        for (int i = 0; i < p->count; i++)
+            p->r[i].size = sizes[i];
+    }
+    if (opt->hls)
+        snprintf(p->hls_tmp_dir, sizeof(p->hls_tmp_dir), "%s/.hls.%ld.tmp", p->output_dir, (long)getpid());
+    name_renditions(p);
+    return 0;
+}
+
+static AVRational source_rate(const AVStream *st)
+{
+    if (st->avg_frame_rate.num > 0 && st->avg_frame_rate.den > 0)
+        return st->avg_frame_rate;
+    return st->r_frame_rate;
+}
+
+static int open_video(struct pipeline *p, const struct mw_probe *probe)
+{
+    const struct mw_probe_stream *v = &probe->streams[probe->best_video];
+    const AVStream *st = p->format->streams[p->video_index];
+    struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
+    struct mw_video_filter_spec spec = {0};
+    /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
+     * each taking all of them. Within its share an encoder gets x264's own 1.5 frame threads per core:
+     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. */
+    int share = p->opt->threads / p->count;
+    int encoder_threads = share > 0 ? share * 3 / 2 : 1;
+    int ret;
+
+    ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
+    if (ret < 0)
+        return ret;
+    for (int i = 0; i < p->count; i++)
+        sizes[i] = p->r[i].size;
+    spec.source = mw_decoder_context(p->video_decoder);
+    spec.time_base = st->time_base;
+    spec.frame_rate = source_rate(st);
+    spec.output_rate = p->output_rate = mw_ladder_frame_rate(spec.frame_rate, p->preset->max_fps);
+    spec.rotation = v->rotation;
+    spec.hflip = v->hflip;
+    spec.deinterlace = strcmp(v->field_order, "progressive") && strcmp(v->field_order, "unknown");
+    spec.tonemap = !strcmp(v->color_transfer, "smpte2084") || !strcmp(v->color_transfer, "arib-std-b67");
+    spec.count = p->count;
+    spec.renditions = sizes;
+    spec.threads = p->opt->threads;
+    ret = mw_filter_new_video(&p->video_filter, &spec);
+    if (ret < 0)
+        return ret;
+    for (int i = 0; i < p->count; i++) {
+        struct mw_rendition_output *r = &p->r[i];
+        AVRational tb = mw_filter_time_base(p->video_filter, i);
+
+        ret = mw_encoder_open_video(&r->encoder, p->preset, &r->size, tb, p->output_rate, encoder_threads);
+        if (ret < 0)
+            return ret;
+        if (!(r->held = av_packet_alloc()) || !(r->encoded = av_packet_alloc()) || !(r->copy = av_packet_alloc()) ||
+            !(r->work = av_frame_alloc()))
+            return AVERROR(ENOMEM);
+        if ((ret = mw_frame_queue_new(&r->queue, QUEUE_FRAMES)) < 0)
+            return ret;
+        r->dts_shift = -1;
+        r->keyframe_ticks = av_rescale_q(p->preset->keyframe_ms, (AVRational){1, 1000}, tb);
+        r->frame_ticks = av_rescale_q(1, av_inv_q(p->output_rate.num > 0 ? p->output_rate : (AVRational){30, 1}), tb);
+        if (r->keyframe_ticks < 1)
+            r->keyframe_ticks = 1;
+        if (r->frame_ticks < 1)
+            r->frame_ticks = 1;
+    }
+    return 0;
+}
+
+static int open_audio(struct pipeline *p)
+{
+    const AVStream *st = p->format->streams[p->audio_index];
+    int ret;
+
+    ret = mw_decoder_open(&p->audio_decoder, p->in, p->audio_index, 1);
+    if (ret < 0)
+        return ret;
+    ret = mw_encoder_open_audio(&p->audio_encoder, p->preset);
+    if (ret < 0)
+        return ret;
+    return mw_filter_new_audio(&p->audio_filter, mw_decoder_context(p->audio_decoder), st->time_base,
+                               p->audio_encoder->sample_rate, p->audio_encoder->ch_layout.nb_channels,
+                               p->audio_encoder->frame_size);
+}
+
+/* Adds the video and audio streams to one container of a rendition. */
+static int add_streams(struct pipeline *p, struct mw_rendition_output *r, struct mw_muxer *m, int *video, int *audio)
+{
+    AVCodecParameters *par = avcodec_parameters_alloc();
+    int ret = par ? 0 : AVERROR(ENOMEM);
+
+    *video = *audio = -1;
+    if (!ret && r->encoder && (ret = avcodec_parameters_from_context(par, r->encoder)) >= 0)
+        ret = mw_muxer_add_stream(m, par, r->encoder->time_base, video);
+    if (ret >= 0 && r->encoder)
+        mw_encoder_codec_string(par, r->codecs, sizeof(r->codecs));
+    if (ret >= 0 && p->audio_encoder && (ret = avcodec_parameters_from_context(par, p->audio_encoder)) >= 0) {
+        char audio_codec[32];
+        ret = mw_muxer_add_stream(m, par, p->audio_encoder->time_base, audio);
+        mw_encoder_codec_string(par, audio_codec, sizeof(audio_codec));
+        snprintf(r->codecs + strlen(r->codecs), sizeof(r->codecs) - strlen(r->codecs), "%s%s",
+                 r->codecs[0] ? "," : "", audio_codec);
+    }
+    avcodec_parameters_free(&par);
+    return ret < 0 ? ret : mw_muxer_start(m);
+}
+
+static int open_outputs(struct pipeline *p)
+{
+    int ret;
+
+    if (p->opt->hls && (ret = mw_path_mkdirs(p->hls_tmp_dir)) < 0)
+        return ret;
+    for (int i = 0; i < p->count; i++) {
+        struct mw_rendition_output *r = &p->r[i];
+        char dir[PATH_SIZE];
+
+        if (pthread_mutex_init(&r->lock, NULL))
+            return AVERROR(ENOMEM);
+        r->lock_ready = 1;
+        ret = mw_muxer_open(&r->mp4, "mp4", r->tmp_path, 0);
+        if (ret < 0)
+            return ret;
+        r->codecs[0] = '\0';
+        ret = add_streams(p, r, r->mp4, &r->mp4_video, &r->mp4_audio);
+        if (ret < 0)
+            return ret;
+        if (!p->opt->hls)
+            continue;
+        snprintf(dir, sizeof(dir), "%.1500s/%s", p->hls_tmp_dir, r->label);
+        if ((ret = mw_path_mkdirs(dir)) < 0 ||
+            (ret = mw_muxer_open(&r->hls, "hls", r->hls_playlist, p->preset->hls_segment_ms)) < 0)
+            return ret;
+        r->codecs[0] = '\0';
+        ret = add_streams(p, r, r->hls, &r->hls_video, &r->hls_audio);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int start_encoders(struct pipeline *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        struct mw_rendition_output *r = &p->r[i];
+        int ret;
+
+        if (!r->encoder)
+            continue;
+        if ((ret = mw_rendition_output_start(r)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* ---- the frame loop ---- */
+
+static void report_progress(struct pipeline *p, int64_t pts, AVRational tb, int final)
+{
+    int64_t now = av_gettime_relative();
+    struct mw_progress progress = {.phase = "transcode"};
+    double media_s = final ? p->duration_s : pts == AV_NOPTS_VALUE ? 0 : (double)pts * av_q2d(tb);
+    /* Frames when the frame count can be told, else milliseconds of media (audio-only inputs). */
+    int64_t total = p->expected_frames > 0 ? p->expected_frames : (int64_t)(p->duration_s * 1000);
+    int64_t done = p->expected_frames > 0 ? p->decoded_frames : (int64_t)(media_s * 1000);
+
+    if (!p->opt->progress || (!final && now - p->last_progress < PROGRESS_INTERVAL_US))
+        return;
+    p->last_progress = now;
+    if (final)
+        done = total = total > 0 ? total : 1;
+    mw_progress_compute(&progress, done, total, media_s, (double)(now - p->started) / 1e6);
+    p->opt->progress(p->opt->progress_opaque, &progress);
+}
+
+static int encode_audio(struct pipeline *p, AVFrame *frame)
+{
+    int ret = avcodec_send_frame(p->audio_encoder, frame);
+
+    while (ret >= 0 && (ret = avcodec_receive_packet(p->audio_encoder, p->encoded)) >= 0) {
+        for (int i = 0; i < p->count && ret >= 0; i++)
+            ret = mw_rendition_output_write(&p->r[i], p->encoded, p->copy, p->r[i].mp4_audio, p->r[i].hls_audio,
+                                            p->audio_encoder->time_base);
+        av_packet_unref(p->encoded);
+    }
+    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+}
+
+/* Ends the encoder threads (after the end marker, or aborting them) and returns the first failure. */
+static int join_encoders(struct pipeline *p, int abort)
+{
+    int ret = 0;
+
+    for (int i = 0; i < p->count; i++) {
+        int err = mw_rendition_output_join(&p->r[i], abort);
+
+        if (err < 0 && ret >= 0)
+            ret = err;
+    }
+    return ret;
+}
+
+/* Moves every frame the video graph has ready to the encoder threads. */
+static int drain_video_filter(struct pipeline *p)
+{
+    for (int i = 0; i < p->count; i++) {
+        int ret;
+
+        while ((ret = mw_filter_pull(p->video_filter, i, p->filtered)) >= 0) {
+            if (i == 0 && ++p->encoded_frames > p->runaway_limit) {
+                av_frame_unref(p->filtered);
+                mw_log(MW_LOG_ERROR, "transcode", "%lld frames for a %.3f s input: stopping",
+                       (long long)p->encoded_frames, p->duration_s);
+                return MW_ERR_RUNAWAY;
+            }
+            ret = mw_frame_queue_push(p->r[i].queue, p->filtered);
+            av_frame_unref(p->filtered);
+            if (ret == AVERROR_EXIT) {
+                ret = join_encoders(p, 1);
+                return ret < 0 ? ret : AVERROR_EXIT;
+            }
+            if (ret < 0)
+                return ret;
+        }
+        if (ret != AVERROR(EAGAIN) && ret != AVERROR_EOF)
+            return ret;
+    }
+    return 0;
+}
+
+static int drain_audio_filter(struct pipeline *p)
+{
+    int ret;
+
+    while ((ret = mw_filter_pull(p->audio_filter, 0, p->filtered)) >= 0) {
+        ret = encode_audio(p, p->filtered);
+        av_frame_unref(p->filtered);
+        if (ret < 0)
+            return ret;
+    }
+    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+}
+
+/* Receives every decoded frame of a stream and pushes it through its filter to the encoders. */
+static int drain_decoder(struct pipeline *p, int video)
+{
+    struct mw_decoder *dec = video ? p->video_decoder : p->audio_decoder;
+    AVRational tb = p->format->streams[video ? p->video_index : p->audio_index]->time_base;
+    int ret;
+
+    while ((ret = mw_decoder_receive(dec, p->frame)) >= 0) {
+        /* A video stream that starts a little after its audio starts at 0 like it (the first picture is
+         * shown from the start), so the output's streams begin together. */
+        if (video && !p->video_started)
+            p->frame->pts = 0;
+        p->video_started |= video;
+        if (video || p->video_index < 0) {
+            p->decoded_frames++;
+            report_progress(p, p->frame->pts, tb, 0);
+        }
+        ret = mw_filter_push(video ? p->video_filter : p->audio_filter, p->frame);
+        av_frame_unref(p->frame);
+        if (ret < 0)
+            return ret;
+        ret = video ? drain_video_filter(p) : drain_audio_filter(p);
+        if (ret < 0)
+            return ret;
+    }
+    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+}
+
+static int decode_packet(struct pipeline *p, int video, const AVPacket *pkt)
+{
+    int ret = mw_decoder_send(video ? p->video_decoder : p->audio_decoder, pkt);
+
+    /* A damaged packet costs a picture, not the job: the decoder resynchronises at the next one. */
+    if (ret == AVERROR_INVALIDDATA && pkt) {
+        mw_log(MW_LOG_WARN, "transcode", "skipped an undecodable %s packet", video ? "video" : "audio");
+        ret = 0;
+    }
+    if (ret < 0 && ret != AVERROR_EOF)
+        return ret;
+    return drain_decoder(p, video);
+}
+
+static int flush_all(struct pipeline *p)
+{
+    int ret;
+
+    if (p->video_decoder) {
+        if ((ret = decode_packet(p, 1, NULL)) < 0 || (ret = mw_filter_push(p->video_filter, NULL)) < 0 ||
+            (ret = drain_video_filter(p)) < 0)
+            return ret;
+        for (int i = 0; i < p->count; i++)
+            if ((ret = mw_frame_queue_push(p->r[i].queue, NULL)) < 0 && ret != AVERROR_EXIT)
+                return ret;
+        if ((ret = join_encoders(p, 0)) < 0)
+            return ret;
+    }
+    if (p->audio_decoder) {
+        if ((ret = decode_packet(p, 0, NULL)) < 0 || (ret = mw_filter_push(p->audio_filter, NULL)) < 0 ||
+            (ret = drain_audio_filter(p)) < 0 || (ret = encode_audio(p, NULL)) < 0)
+            return ret;
+    }
+    for (int i = 0; i < p->count; i++) {
+        if ((ret = mw_muxer_finish(p->r[i].mp4)) < 0)
+            return ret;
+        if (p->r[i].hls && (ret = mw_muxer_finish(p->r[i].hls)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int run_loop(struct pipeline *p)
+{
+    int ret;
+
+    while ((ret = av_read_frame(p->format, p->pkt)) >= 0) {
+        int index = p->pkt->stream_index;
+
+        if (index == p->video_index || index == p->audio_index)
+            ret = decode_packet(p, index == p->video_index, p->pkt);
+        av_packet_unref(p->pkt);
+        if (ret < 0)
+            return ret;
+    }
+    if (ret != AVERROR_EOF)
+        return ret;
+    return flush_all(p);
+}
+
+/* ---- verification and commit ---- */
+
+/* How long the decoded media lasted: the reference for the outputs, since a container's header may only
+ * estimate it (MP3 from its bitrate) or promise more than the file holds. */
+static double decoded_duration(const struct pipeline *p)
+{
+    double end = 0;
+
+    for (int video = 0; video < 2; video++) {
+        const struct mw_decoder *dec = video ? p->video_decoder : p->audio_decoder;
+        int64_t ticks = dec ? mw_decoder_end(dec) : AV_NOPTS_VALUE;
+        double s;
+
+        if (ticks == AV_NOPTS_VALUE)
+            continue;
+        s = (double)ticks * av_q2d(p->format->streams[video ? p->video_index : p->audio_index]->time_base);
+        end = s > end ? s : end;
+    }
+    return end > 0 ? end : p->duration_s;
+}
+
+static int check_outputs(struct pipeline *p, char *why, size_t why_size)
+{
+    struct mw_output_expect expect = {
+        .duration_s = p->duration_s,
+        .video = p->video_index >= 0,
+        .audio = p->audio_index >= 0,
+        .mp4 = 1,
+        .threads = p->opt->threads,
+    };
+    int ret;
+
+    /* One frame of the output, or one AAC frame for audio alone; never less than a millisecond. */
+    expect.tolerance_s = p->video_index >= 0 && p->output_rate.num > 0 ? av_q2d(av_inv_q(p->output_rate))
+                                                                       : 1024.0 / p->preset->audio_sample_rate;
+    expect.tolerance_s += 0.001;
+    for (int i = 0; i < p->count; i++) {
+        ret = mw_output_check_file(p->r[i].tmp_path, &expect, p->opt->limits, why, why_size);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The first and the last segment of a rendition must play on their own, as a player switching to them would. */
+static int check_segments(struct pipeline *p, const struct mw_rendition_output *r, const struct mw_hls_stats *stats,
+                          char *why, size_t why_size)
+{
+    /* A segment is cut at a video keyframe; its audio may begin a few audio frames off that point. */
+    struct mw_output_expect expect = {
+        .tolerance_s = 0.25,
+        .video = p->video_index >= 0,
+        .audio = p->audio_index >= 0,
+        .threads = p->opt->threads,
+    };
+    const char *names[2] = {stats->first_segment, stats->last_segment};
+    char path[PATH_SIZE];
+    int ret;
+
+    for (int i = 0; i < (stats->segments > 1 ? 2 : 1); i++) {
+        snprintf(path, sizeof(path), "%.1500s/%s/%.200s", p->hls_tmp_dir, r->label, names[i]);
+        if ((ret = mw_output_check_file(path, &expect, p->opt->limits, why, why_size)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+static int finish_hls(struct pipeline *p, char *why, size_t why_size)
+{
+    struct mw_hls_variant variants[MW_TRANSCODE_MAX_RENDITIONS];
+    char uris[MW_TRANSCODE_MAX_RENDITIONS][64];
+    char master[PATH_SIZE];
+    int ret;
+
+    for (int i = 0; i < p->count; i++) {
+        struct mw_hls_stats stats;
+        double tolerance = 0.1 + (p->output_rate.num ? av_q2d(av_inv_q(p->output_rate)) : 0);
+
+        ret = mw_hls_playlist_stats(p->r[i].hls_playlist, &stats);
+        if (ret < 0 || (p->duration_s > 0 && (stats.duration_s < p->duration_s - tolerance ||
+                                                stats.duration_s > p->duration_s + tolerance))) {
+            snprintf(why, why_size, "HLS playlist %s: %d segments, %.3f s of %.3f s", p->r[i].label,
+                     ret < 0 ? 0 : stats.segments, ret < 0 ? 0 : stats.duration_s, p->duration_s);
+            return ret == AVERROR(ENOMEM) ? ret : MW_ERR_OUTPUT_CHECK;
+        }
+        if ((ret = check_segments(p, &p->r[i], &stats, why, why_size)) < 0)
+            return ret;
+        snprintf(uris[i], sizeof(uris[i]), "%s/index.m3u8", p->r[i].label);
+        variants[i] = (struct mw_hls_variant){
+            .uri = uris[i], .bandwidth = stats.peak_bps, .average_bandwidth = stats.average_bps,
+            .width = p->r[i].size.width, .height = p->r[i].size.height, .frame_rate = p->output_rate,
+            .codecs = p->r[i].codecs,
+        };
+    }
+    snprintf(master, sizeof(master), "%.1500s/master.m3u8", p->hls_tmp_dir);
+    return mw_hls_write_master(master, variants, p->count);
+}
+
+static int commit_outputs(struct pipeline *p, struct mw_transcode_result *result)
+{
+    char final[PATH_SIZE];
+    int ret;
+
+    for (int i = 0; i < p->count; i++) {
+        struct mw_rendition_output *r = &p->r[i];
+        struct mw_transcode_output *o = &result->outputs[result->count++];
+
+        snprintf(final, sizeof(final), "%s/%s", p->output_dir, r->name);
+        if ((ret = mw_path_commit(r->tmp_path, final)) < 0)
+            return ret;
+        snprintf(o->type, sizeof(o->type), "%s", r->size.height ? "video" : "audio");
+        snprintf(o->name, sizeof(o->name), "%s", r->name);
+        snprintf(o->codec, sizeof(o->codec), "%s", r->codecs);
+        o->width = r->size.width;
+        o->height = r->size.height;
+        o->duration_s = p->duration_s;
+    }
+    if (p->opt->hls) {
+        struct mw_transcode_output *o = &result->outputs[result->count++];
+
+        snprintf(final, sizeof(final), "%s/hls", p->output_dir);
+        if ((ret = mw_hls_commit_dir(p->hls_tmp_dir, final)) < 0)
+            return ret;
+        snprintf(o->type, sizeof(o->type), "hls");
+        snprintf(o->name, sizeof(o->name), "hls/master.m3u8");
+        snprintf(o->codec, sizeof(o->codec), "%s", p->r[0].codecs);
+        o->width = p->r[0].size.width;
+        o->height = p->r[0].size.height;
+        o->duration_s = p->duration_s;
+    }
+    return 0;
+}
+
+/* ---- entry point ---- */
+
+static void pipeline_free(struct pipeline *p, int remove_outputs)
+{
+    join_encoders(p, 1);
+    for (int i = 0; i < p->count; i++) {
+        mw_muxer_free(&p->r[i].mp4);
+        mw_muxer_free(&p->r[i].hls);
+        avcodec_free_context(&p->r[i].encoder);
+        av_packet_free(&p->r[i].held);
+        av_packet_free(&p->r[i].encoded);
+        av_packet_free(&p->r[i].copy);
+        av_frame_free(&p->r[i].work);
+        mw_frame_queue_free(&p->r[i].queue);
+        if (p->r[i].lock_ready)
+            pthread_mutex_destroy(&p->r[i].lock);
+        if (remove_outputs && p->r[i].tmp_path[0])
+            unlink(p->r[i].tmp_path);
+    }
+    if (remove_outputs && p->hls_tmp_dir[0])
+        mw_hls_remove_dir(p->hls_tmp_dir);
+    mw_decoder_free(&p->video_decoder);
+    mw_decoder_free(&p->audio_decoder);
+    mw_filter_free(&p->video_filter);
+    mw_filter_free(&p->audio_filter);
+    avcodec_free_context(&p->audio_encoder);
+    av_packet_free(&p->pkt);
+    av_packet_free(&p->encoded);
+    av_packet_free(&p->copy);
+    av_frame_free(&p->frame);
+    av_frame_free(&p->filtered);
+}
+
+/* The common start: the earliest of the used streams, so both begin at 0 and keep their offset. */
+static void set_start(struct pipeline *p)
+{
+    int64_t start_us = INT64_MAX;
+    int indexes[2] = {p->video_index, p->audio_index};
+
+    for (int i = 0; i < 2; i++) {
+        const AVStream *st = indexes[i] >= 0 ? p->format->streams[indexes[i]] : NULL;
+        if (st && st->start_time != AV_NOPTS_VALUE) {
+            int64_t us = av_rescale_q(st->start_time, st->time_base, AV_TIME_BASE_Q);
+            start_us = us < start_us ? us : start_us;
+        }
+    }
+    if (start_us == INT64_MAX)
+        start_us = 0;
+    if (p->video_decoder)
+        mw_decoder_set_start(p->video_decoder, av_rescale_q(start_us, AV_TIME_BASE_Q,
+                                                            p->format->streams[p->video_index]->time_base));
+    if (p->audio_decoder)
+        mw_decoder_set_start(p->audio_decoder, av_rescale_q(start_us, AV_TIME_BASE_Q,
+                                                            p->format->streams[p->audio_index]->time_base));
+}
+
+static void set_limits(struct pipeline *p)
+{
+    double rate = p->output_rate.num > 0 ? av_q2d(p->output_rate) : 30;
+    double duration = p->duration_s > 0 ? p->duration_s : (double)p->opt->limits->max_duration_ms / 1000;
+
+    p->expected_frames = p->video_index >= 0 && p->duration_s > 0 ? (int64_t)(p->duration_s * rate + 0.5) : 0;
+    /* Twice the frames the duration allows, plus slack for short clips: only a broken timeline gets there. */
+    p->runaway_limit = (int64_t)(duration * rate * 2) + 300;
+}
+
+static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw_transcode_result *result,
+                     char *why, size_t why_size)
+{
+    int ret;
+
+    if ((ret = plan_renditions(p, probe)) < 0)
+        return ret;
+    if (p->opt->allow_remux && !p->opt->hls && p->count == 1 && p->video_index >= 0 &&
+        mw_remux_eligible(probe, p->preset, &p->r[0].size, 1)) {
+        mw_log(MW_LOG_INFO, "transcode", "input is web-compliant: remuxing without re-encoding");
+        struct mw_output_expect expect = {.duration_s = p->duration_s, .tolerance_s = 0.1,
+                                          .video = 1, .audio = p->audio_index >= 0, .mp4 = 1,
+                                          .threads = p->opt->threads};
+        result->remuxed = 1;
+        if ((ret = mw_remux_run(p->in, probe, p->r[0].tmp_path, p->r[0].codecs, sizeof(p->r[0].codecs))) < 0 ||
+            (ret = mw_output_check_file(p->r[0].tmp_path, &expect, p->opt->limits, why, why_size)) < 0)
+            return ret;
+        return commit_outputs(p, result);
+    }
+    if (!(p->pkt = av_packet_alloc()) || !(p->encoded = av_packet_alloc()) || !(p->copy = av_packet_alloc()) ||
+        !(p->frame = av_frame_alloc()) || !(p->filtered = av_frame_alloc()))
+        return AVERROR(ENOMEM);
+    if (p->audio_index >= 0 && (ret = open_audio(p)) < 0)
+        return ret;
+    if (p->video_index >= 0 && (ret = open_video(p, probe)) < 0)
+        return ret;
+    set_start(p);
+    set_limits(p);
+    if ((ret = open_outputs(p)) < 0 || (ret = start_encoders(p)) < 0 || (ret = run_loop(p)) < 0)
+        return ret;
+    report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
+    p->duration_s = decoded_duration(p);
+    mw_log(MW_LOG_DEBUG, "transcode", "%d output(s) written in %.2f s, %lld frames; verifying", p->count,
+           (double)(av_gettime_relative() - p->started) / 1e6, (long long)p->encoded_frames);
+    if ((ret = check_outputs(p, why, why_size)) < 0 ||
+        (p->opt->hls && (ret = finish_hls(p, why, why_size)) < 0))
+        return ret;
+    return commit_outputs(p, result);
+}
+
+int mw_transcode_run(struct mw_input *in, const struct mw_probe *probe, const char *output_dir,
+                     const struct mw_transcode_options *options, struct mw_transcode_result *result)
+{
+    struct pipeline p = {
+        .opt = options,
+        .preset = options->preset,
+        .output_dir = output_dir,
+        .format = mw_input_format(in),
+        .in = in,
+        .video_index = stream_index_of(probe, probe->best_video),
+        .audio_index = stream_index_of(probe, probe->best_audio),
+        .duration_s = probe->duration_us != AV_NOPTS_VALUE ? (double)probe->duration_us / AV_TIME_BASE : 0,
+        .started = av_gettime_relative(),
+    };
+    char why[sizeof(result->detail)] = "";
+    int ret;
+
+    memset(result, 0, sizeof(*result));
+    /* Every path below is the directory plus a short generated name; refusing long ones up front keeps
+     * them all from being cut. */
+    if (strlen(output_dir) > 1000) {
+        ret = AVERROR(ENAMETOOLONG);
+        goto end;
+    }
+    if (p.video_index < 0 && p.audio_index < 0) {
+        ret = MW_ERR_NO_MEDIA_STREAM;
+        goto end;
+    }
+    ret = transcode(&p, probe, result, why, sizeof(why));
+    if (ret >= 0)
+        mw_log(MW_LOG_INFO, "transcode", "%d output(s) in %.2f s%s", result->count,
+               (double)(av_gettime_relative() - p.started) / 1e6, result->remuxed ? " (remuxed)" : "");
+end:
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "transcode", "transcode failed: %s%s%s", mw_err2str(ret), why[0] ? ": " : "", why);
+        memset(result, 0, sizeof(*result));
+        snprintf(result->detail, sizeof(result->detail), "%s", why);
+    }
+    pipeline_free(&p, ret < 0);
+    return ret;
+}

@@ -1,0 +1,95 @@
+"""Transcode speed and memory against the ffmpeg CLI with the same encoder settings, side by side in one run.
+
+Rows (benchlib.report):
+- one-rendition: 1080p30 reference -> 720p, libx264 veryfast CRF 23 + caps, AAC 128k, faststart.
+- three-renditions vs three separate ffmpeg commands, and vs one ffmpeg command with a split filter.
+- remux fast path vs our own transcode of the same file (target: 20x), and vs `ffmpeg -c copy`.
+usage: python3 tests/bench/bench_transcode.py [--quick] (--quick: a 10 s clip instead of the 60 s reference)
+"""
+import os
+import shutil
+import sys
+
+import benchlib
+
+# The web preset's row for these heights (src/media/ladder.c): maxrate/bufsize in kbit.
+CAPS = {1080: (6000, 12000), 720: (3000, 6000), 480: (1500, 3000)}
+WIDTHS = {1080: 1920, 720: 1280, 480: 852}
+
+
+def x264_args(height):
+    maxrate, bufsize = CAPS[height]
+    return ["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-crf", "23", "-pix_fmt", "yuv420p",
+            "-maxrate", f"{maxrate}k", "-bufsize", f"{bufsize}k", "-g", "60", "-keyint_min", "60",
+            "-sc_threshold", "0", "-force_key_frames", "expr:gte(t,n_forced*2)",
+            "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709"]
+
+
+AUDIO = ["-c:a", "aac", "-b:a", "128k", "-ar", "48000", "-ac", "2"]
+
+
+def ffmpeg_one(src, height, out):
+    return ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src,
+            "-vf", f"scale={WIDTHS[height]}:{height}"] + x264_args(height) + AUDIO + ["-movflags", "+faststart", out]
+
+
+def ffmpeg_split(src, heights, folder):
+    graph = f"[0:v]split={len(heights)}" + "".join(f"[s{i}]" for i in range(len(heights)))
+    graph += "".join(f";[s{i}]scale={WIDTHS[h]}:{h}[v{i}]" for i, h in enumerate(heights))
+    cmd = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src, "-filter_complex", graph]
+    for i, h in enumerate(heights):
+        cmd += ["-map", f"[v{i}]", "-map", "0:a"] + x264_args(h) + AUDIO + [
+            "-movflags", "+faststart", os.path.join(folder, f"split_{h}.mp4")]
+    return cmd
+
+
+def ours(src, folder, heights, *extra):
+    return [benchlib.BIN, "transcode", src, "-o", folder, "--renditions", ",".join(map(str, heights))] + list(extra)
+
+
+def fresh(name):
+    folder = os.path.join(benchlib.WORK, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
+
+
+def main():
+    src = benchlib.reference_clip()
+    if "--quick" in sys.argv:
+        quick = os.path.join(benchlib.WORK, "reference-10s.mp4")
+        if not os.path.exists(quick):
+            benchlib.ffmpeg(["-i", src, "-t", "10", "-c", "copy", "-movflags", "+faststart", quick])
+        src = quick
+    benchlib.log(f"input {src}")
+
+    folder = fresh("tc-one")
+    theirs_s, theirs_mb = benchlib.measure(ffmpeg_one(src, 720, os.path.join(folder, "ffmpeg_720.mp4")))
+    ours_s, ours_mb = benchlib.measure(ours(src, folder, [720], "--no-remux"))
+    benchlib.report("transcode", "one-rendition-720p", ours_s, theirs_s, ours_mb, theirs_mb,
+                    detail="ffmpeg CLI, same x264/AAC settings", target="time ratio >= 1.05 (ours/theirs <= 0.95)")
+
+    heights = [1080, 720, 480]
+    folder = fresh("tc-three")
+    ours_s, ours_mb = benchlib.measure(ours(src, folder, heights, "--no-remux"))
+    sep_s, sep_mb = benchlib.measure_each([ffmpeg_one(src, h, os.path.join(folder, f"ffmpeg_{h}.mp4"))
+                                           for h in heights])
+    benchlib.report("transcode", "three-renditions-vs-3-commands", ours_s, sep_s, ours_mb, sep_mb,
+                    detail="1080/720/480; three separate ffmpeg commands", target="ratio >= 1.25")
+    split_s, split_mb = benchlib.measure(ffmpeg_split(src, heights, folder))
+    benchlib.report("transcode", "three-renditions-vs-split", ours_s, split_s, ours_mb, split_mb,
+                    detail="1080/720/480; one ffmpeg command with a split filter", target="ratio >= 1.0, less memory")
+
+    folder = fresh("tc-remux")
+    remux_s, remux_mb = benchlib.measure(ours(src, folder, [1080]))
+    encode_s, encode_mb = benchlib.measure(ours(src, fresh("tc-remux-encode"), [1080], "--no-remux"))
+    benchlib.report("transcode", "remux-vs-our-transcode", remux_s, encode_s, remux_mb, encode_mb,
+                    detail="web-compliant input at its own size", target="ratio >= 20")
+    copy_s, copy_mb = benchlib.measure(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src, "-c", "copy",
+                                        "-movflags", "+faststart", os.path.join(folder, "copy.mp4")])
+    benchlib.report("transcode", "remux-vs-ffmpeg-copy", remux_s, copy_s, remux_mb, copy_mb,
+                    detail="ours includes the output check (re-open, decode first and last GOP)")
+
+
+if __name__ == "__main__":
+    main()
