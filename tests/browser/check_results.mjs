@@ -76,11 +76,12 @@ try {
 
   for (const scrub of await page.$$('.scrub')) {
     await page.waitForFunction(el => Number(el.dataset.cues) > 0, scrub, { timeout: 10000 });
+    await scrub.scrollIntoViewIfNeeded();
     const box = await scrub.boundingBox();
     const info = await scrub.evaluate(async el => ({ duration: Number(el.dataset.duration),
       vtt: await (await fetch(new URL(el.dataset.vtt, location.href))).text() }));
     for (const fraction of [0.1, 0.5, 0.9]) {
-      await page.mouse.move(box.x + box.width * fraction, box.y + box.height / 2);
+      await scrub.hover({ position: { x: box.width * fraction, y: box.height / 2 } });
       const shown = await scrub.evaluate(el => {
         const p = el.querySelector('.preview');
         return { tile: p.dataset.tile, time: Number(p.dataset.time), visible: getComputedStyle(p).display !== 'none',
