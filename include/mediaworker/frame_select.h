@@ -48,12 +48,16 @@ int mw_frame_score(const AVFrame *frame, struct mw_frame_score *out);
 struct mw_frame_source;
 
 /*
- * Opens the decoder of stream_index of in (which must stay open while the source lives). still = 1 for
+ * Opens the decoder of stream_index of in (which must stay open while the source lives), on hw_device when
+ * not NULL and the codec can use it (software otherwise). still = 1 for
  * single-picture inputs (still images, covers): every request then returns the first picture. animated =
  * 1 for GIF/APNG-like inputs that cannot seek. Returns 0 and *out, or a negative error with *out NULL.
  */
 int mw_frame_source_new(struct mw_frame_source **out, struct mw_input *in, int stream_index, int threads,
-                        int still, int animated);
+                        AVBufferRef *hw_device, int still, int animated);
+
+/* True once frames were decoded on the hardware device (they are copied to system memory on the way). */
+int mw_frame_source_used_device(const struct mw_frame_source *s);
 
 /*
  * Lets lone keyframes (keyframe mode, `best` candidates, storyboard tiles) be decoded without the

@@ -10,6 +10,7 @@
 #define MEDIAWORKER_HWACCEL_H
 
 #include <libavutil/buffer.h>
+#include <libavutil/frame.h>
 #include <libavutil/hwcontext.h>
 
 #include <cjson/cJSON.h>
@@ -43,12 +44,24 @@ const char *mw_hwaccel_device_name(enum AVHWDeviceType type);
 enum AVPixelFormat mw_hwaccel_pix_fmt(enum AVHWDeviceType type);
 
 /*
+ * Brings a frame decoded in device memory into system memory (in place: frame then holds the software
+ * copy, with its properties). Frames already in system memory are left alone. *scratch is a frame the
+ * caller keeps between calls (allocated on first use, freed with av_frame_free). Returns 1 when a transfer
+ * happened, 0 when none was needed, or a negative error.
+ */
+int mw_hwaccel_frame_to_software(AVFrame *frame, AVFrame **scratch);
+
+/*
  * What this machine can do, found by opening each device and each codec the pipeline uses (not by
  * reading lists): {"devices": [...], "decoders": [...], "encoders": [...]}. NULL when out of memory.
  */
 cJSON *mw_hwaccel_capabilities(void);
 
-/* Adds the "acceleration" object of a report: {"requested", "decode", "encode", "fallback"}. */
-int mw_hwaccel_report(cJSON *report, const struct mw_hwaccel_choice *decode, const char *encode_device);
+/*
+ * Adds the "acceleration" object of a report: {"requested", "device", "decode", "encode", "fallback"}.
+ * decode says where frames were really decoded (decoded_on_device), not what was hoped for; encoding is
+ * software in this version. fallback explains any difference from the request.
+ */
+int mw_hwaccel_report(cJSON *report, const struct mw_hwaccel_choice *choice, int decoded_on_device);
 
 #endif

@@ -49,6 +49,16 @@ int mw_input_deadline_passed(const struct mw_input *in);
  */
 int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out);
 
+/*
+ * As mw_input_open_decoder, decoding on hw_device (an av_hwdevice_ctx reference; NULL = software) where the
+ * codec supports that device. *on_device is set to 1 when the decoder was set up for the device: frames
+ * may then arrive in device memory (see mw_hwaccel_frame_to_software). Profiles the device cannot decode
+ * (libavcodec asks get_format again without the device format when the device refuses) fall back to
+ * software frames by themselves, stream by stream.
+ */
+int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int threads, AVBufferRef *hw_device,
+                             AVCodecContext **out, int *on_device);
+
 /* Closes everything and sets *in to NULL; accepts NULL. */
 void mw_input_close(struct mw_input **in);
 

@@ -31,6 +31,7 @@ struct mw_storyboard_request {
     const char *dir;              /* existing output directory */
     const char *prefix;           /* file names: <prefix>-<n>.<ext>, <prefix>.vtt, <prefix>.json; NULL = "storyboard" */
     int threads;
+    AVBufferRef *hw_device;       /* decode on this device when the codec can; NULL = software */
     /* Called after each tile (may be NULL), for progress reports on long inputs. */
     void (*progress)(void *opaque, int tiles_done, int tile_count);
     void *progress_opaque;
@@ -74,6 +75,7 @@ struct mw_storyboard_result {
     int64_t sheet_bytes[MW_STORYBOARD_MAX_SHEETS];
     int64_t vtt_bytes, index_bytes;
     char vtt_name[256], index_name[256];
+    int decoded_on_device;                /* the tiles came from the hardware decoder */
 };
 
 /*

@@ -44,6 +44,7 @@ struct mw_thumbnail_request {
     struct mw_position at;
     enum mw_select select;
     int threads;                       /* decoder threads (keyframe mode always uses one) */
+    AVBufferRef *hw_device;            /* decode on this device when the codec can; NULL = software */
     int output_count;
     struct mw_thumbnail_output *outputs;
 };
@@ -52,6 +53,7 @@ struct mw_thumbnail_result {
     int64_t time_us;                   /* time of the chosen frame from the start of the media */
     struct mw_frame_score score;
     const char *source;                /* "video", "image", "animation", "cover", "waveform" (static) */
+    int decoded_on_device;             /* the frame came from the hardware decoder */
 };
 
 /*

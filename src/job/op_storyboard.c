@@ -97,11 +97,13 @@ static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
         return ret;
     req.dir = ctx->output_dir;
     req.threads = mw_config_codec_threads(ctx->cfg);
+    req.hw_device = ctx->hw_device;
     if (ctx->progress) {
         req.progress = report_progress;
         req.progress_opaque = ctx;
     }
     ret = mw_storyboard_make(ctx->input, ctx->probe, &req, &result);
+    ctx->decoded_on_device |= result.decoded_on_device;
     if (ret == MW_ERR_NO_PICTURE)
         snprintf(ctx->error_detail, sizeof(ctx->error_detail), "a storyboard needs a video stream");
     else if (ret == AVERROR(EINVAL))

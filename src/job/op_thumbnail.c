@@ -160,11 +160,13 @@ static int run_thumbnail(struct mw_job_context *ctx, const cJSON *params)
     if (ret < 0)
         return ret;
     p.req.threads = mw_config_codec_threads(ctx->cfg);
+    p.req.hw_device = ctx->hw_device;
     for (int i = 0; i < p.req.output_count; i++) {
         snprintf(paths[i], sizeof(paths[i]), "%s/%s", ctx->output_dir, p.names[i]);
         p.outputs[i].path = paths[i];
     }
     ret = mw_thumbnail_make(ctx->input, ctx->probe, &p.req, &result);
+    ctx->decoded_on_device |= result.decoded_on_device;
     if (ret < 0) {
         if (ret == MW_ERR_NO_PICTURE)
             snprintf(ctx->error_detail, sizeof(ctx->error_detail), "no video stream, image or cover art");

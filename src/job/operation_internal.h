@@ -26,6 +26,7 @@ struct mw_job_context {
     int64_t deadline;                /* av_gettime_relative() value */
     AVBufferRef *hw_device;          /* the process's device for decoding, or NULL for software */
     struct mw_hwaccel_choice hwaccel;/* what was asked, what was got, and why not */
+    int decoded_on_device;           /* an operation decoded on hw_device (transcoding decodes in software) */
     mw_progress_fn progress;
     void *progress_opaque;
     int operation_index;             /* for progress: which of operation_count is running */

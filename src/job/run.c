@@ -240,7 +240,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     ret = run_operations(&ctx);
 end:
     if (hwaccel_chosen)
-        mw_hwaccel_report(report, &ctx.hwaccel, NULL);
+        mw_hwaccel_report(report, &ctx.hwaccel, ctx.decoded_on_device);
     av_buffer_unref(&ctx.hw_device);
     mw_input_close(&ctx.input);
     mw_probe_free(&probe);

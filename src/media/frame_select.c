@@ -8,6 +8,7 @@
 
 #include "mediaworker/error.h"
 #include "mediaworker/frame_select.h"
+#include "mediaworker/hwaccel.h"
 #include "mediaworker/log.h"
 #include "mediaworker/picture.h"
 
@@ -36,7 +37,25 @@ struct mw_frame_source {
     int animated;
     int read_any;                /* packets were read since the open (a still can then no longer be re-read) */
     int fast_keyframes;          /* decode lone keyframes without the deblocking filter */
+    int on_device;               /* the decoder was set up on a hardware device */
+    int device_frames;           /* frames did arrive in device memory (and were copied back) */
+    AVFrame *transfer;           /* scratch for copying device frames to system memory */
 };
+
+/* Frames may arrive in device memory; everything after the decoder works on system memory. */
+static int receive_frame(struct mw_frame_source *s)
+{
+    int ret = avcodec_receive_frame(s->dec, s->frame);
+
+    if (ret >= 0 && s->on_device) {
+        ret = mw_hwaccel_frame_to_software(s->frame, &s->transfer);
+        if (ret > 0)
+            s->device_frames = 1;
+        if (ret < 0)
+            av_frame_unref(s->frame);
+    }
+    return ret < 0 ? ret : 0;
+}
 
 int mw_select_parse(const char *text, enum mw_select *select)
 {
@@ -164,7 +183,7 @@ int mw_frame_score(const AVFrame *frame, struct mw_frame_score *out)
 }
 
 int mw_frame_source_new(struct mw_frame_source **out, struct mw_input *in, int stream_index, int threads,
-                        int still, int animated)
+                        AVBufferRef *hw_device, int still, int animated)
 {
     struct mw_frame_source *s;
     AVRational rate;
@@ -196,7 +215,7 @@ int mw_frame_source_new(struct mw_frame_source **out, struct mw_input *in, int s
         ret = AVERROR(ENOMEM);
         goto fail;
     }
-    ret = mw_input_open_decoder(in, stream_index, threads, &s->dec);
+    ret = mw_input_open_decoder_hw(in, stream_index, threads, hw_device, &s->dec, &s->on_device);
     if (ret < 0)
         goto fail;
     *out = s;
@@ -204,6 +223,11 @@ int mw_frame_source_new(struct mw_frame_source **out, struct mw_input *in, int s
 fail:
     mw_frame_source_free(&s);
     return ret;
+}
+
+int mw_frame_source_used_device(const struct mw_frame_source *s)
+{
+    return s->device_frames;
 }
 
 void mw_frame_source_free(struct mw_frame_source **ps)
@@ -215,6 +239,7 @@ void mw_frame_source_free(struct mw_frame_source **ps)
     avcodec_free_context(&s->dec);
     av_packet_free(&s->pkt);
     av_frame_free(&s->frame);
+    av_frame_free(&s->transfer);
     av_free(s);
     *ps = NULL;
 }
@@ -282,11 +307,11 @@ static int decode_alone(struct mw_frame_source *s)
     if (ret < 0 && ret != AVERROR_INVALIDDATA)
         return decoder_error(ret);
     if (ret >= 0) {
-        ret = avcodec_receive_frame(s->dec, s->frame);
+        ret = receive_frame(s);
         if (ret == AVERROR(EAGAIN)) {
             ret = avcodec_send_packet(s->dec, NULL);
             if (ret >= 0)
-                ret = avcodec_receive_frame(s->dec, s->frame);
+                ret = receive_frame(s);
         }
     }
     avcodec_flush_buffers(s->dec);
@@ -348,7 +373,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
 {
     int ret;
 
-    while (!*done && (ret = avcodec_receive_frame(s->dec, s->frame)) >= 0) {
+    while (!*done && (ret = receive_frame(s)) >= 0) {
         int64_t pts = s->frame->best_effort_timestamp;
 
         if (pts != AV_NOPTS_VALUE && pts > ts + s->frame_duration / 2) {

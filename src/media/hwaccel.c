@@ -1,6 +1,8 @@
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libavcodec/avcodec.h>
 #include <libavutil/error.h>
@@ -41,13 +43,38 @@ enum AVPixelFormat mw_hwaccel_pix_fmt(enum AVHWDeviceType type)
     return AV_PIX_FMT_NONE;
 }
 
+/*
+ * Why a device kind cannot work here, found without asking libav (which logs errors while failing, noise on
+ * every CPU node running with auto), or NULL when it is worth trying.
+ */
+static const char *missing_prerequisite(const struct device_kind *kind)
+{
+    void *driver;
+
+    if (kind->type == AV_HWDEVICE_TYPE_CUDA) {
+        driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+        if (!driver)
+            return "no NVIDIA driver (libcuda.so.1 not found)";
+        dlclose(driver);
+        return NULL;
+    }
+    return access("/dev/dri", F_OK) < 0 ? "no /dev/dri render node" : NULL;
+}
+
 static int try_device(const struct device_kind *kind, const char *device_name, AVBufferRef **device, char *why,
                       size_t why_size)
 {
-    int ret = av_hwdevice_ctx_create(device, kind->type, device_name && *device_name ? device_name : NULL, NULL, 0);
+    const char *missing = missing_prerequisite(kind);
+    size_t used = strlen(why);
+    int ret;
 
+    *device = NULL;
+    if (missing) {
+        snprintf(why + used, why_size - used, "%s%s: %s", used ? "; " : "", kind->name, missing);
+        return AVERROR(ENODEV);
+    }
+    ret = av_hwdevice_ctx_create(device, kind->type, device_name && *device_name ? device_name : NULL, NULL, 0);
     if (ret < 0) {
-        size_t used = strlen(why);
         snprintf(why + used, why_size - used, "%s%s: %s", used ? "; " : "", kind->name, mw_err2str(ret));
         *device = NULL;
     }
@@ -98,6 +125,26 @@ int mw_hwaccel_shared(const struct mw_config *cfg, AVBufferRef **device, struct 
     }
     pthread_mutex_unlock(&shared_lock);
     return ret;
+}
+
+int mw_hwaccel_frame_to_software(AVFrame *frame, AVFrame **scratch)
+{
+    int ret;
+
+    if (!frame->hw_frames_ctx)
+        return 0;
+    if (!*scratch && !(*scratch = av_frame_alloc()))
+        return AVERROR(ENOMEM);
+    ret = av_hwframe_transfer_data(*scratch, frame, 0);
+    if (ret >= 0)
+        ret = av_frame_copy_props(*scratch, frame);
+    if (ret < 0) {
+        av_frame_unref(*scratch);
+        return ret;
+    }
+    av_frame_unref(frame);
+    av_frame_move_ref(frame, *scratch);
+    return 1;
 }
 
 /* A codec counts as usable only when a context for it actually opens (hardware encoders need a device). */
@@ -176,16 +223,26 @@ fail:
     return NULL;
 }
 
-int mw_hwaccel_report(cJSON *report, const struct mw_hwaccel_choice *decode, const char *encode_device)
+int mw_hwaccel_report(cJSON *report, const struct mw_hwaccel_choice *choice, int decoded_on_device)
 {
     static const char *const requested_names[] = {"auto", "none", "cuda", "vaapi", "qsv"};
+    const char *device = mw_hwaccel_device_name(choice->device_type);
     cJSON *acceleration = cJSON_AddObjectToObject(report, "acceleration");
+    const char *fallback = NULL;
 
-    if (!acceleration || !cJSON_AddStringToObject(acceleration, "requested", requested_names[decode->requested]) ||
-        !cJSON_AddStringToObject(acceleration, "decode", mw_hwaccel_device_name(decode->device_type)) ||
-        !cJSON_AddStringToObject(acceleration, "encode", encode_device ? encode_device : "software") ||
-        !(decode->fallback_reason[0] ? cJSON_AddStringToObject(acceleration, "fallback", decode->fallback_reason)
-                                     : cJSON_AddNullToObject(acceleration, "fallback")))
+    if (choice->requested != MW_HWACCEL_NONE) {
+        if (choice->fallback_reason[0])
+            fallback = choice->fallback_reason;
+        else if (!decoded_on_device)
+            fallback = "the device was open, but this job's decoding ran in software (codec, profile or "
+                       "operation not supported on it)";
+    }
+    if (!acceleration || !cJSON_AddStringToObject(acceleration, "requested", requested_names[choice->requested]) ||
+        !cJSON_AddStringToObject(acceleration, "device", device) ||
+        !cJSON_AddStringToObject(acceleration, "decode", decoded_on_device ? device : "software") ||
+        !cJSON_AddStringToObject(acceleration, "encode", "software") ||
+        !(fallback ? cJSON_AddStringToObject(acceleration, "fallback", fallback)
+                   : cJSON_AddNullToObject(acceleration, "fallback")))
         return AVERROR(ENOMEM);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
+#include "mediaworker/hwaccel.h"
 #include "mediaworker/image_header.h"
 #include "mediaworker/input.h"
 #include "mediaworker/log.h"
@@ -333,7 +334,31 @@ int64_t mw_input_size(const struct mw_input *in)
     return in->size;
 }
 
-int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out)
+/* Picks the device's format when libavcodec offers it (the device accepted this stream), else software. */
+static enum AVPixelFormat pick_device_format(AVCodecContext *ctx, const enum AVPixelFormat *offered)
+{
+    const AVHWDeviceContext *device = (const AVHWDeviceContext *)(const void *)ctx->hw_device_ctx->data;
+    enum AVPixelFormat wanted = mw_hwaccel_pix_fmt(device->type);
+
+    for (const enum AVPixelFormat *fmt = offered; *fmt != AV_PIX_FMT_NONE; fmt++)
+        if (*fmt == wanted)
+            return wanted;
+    return avcodec_default_get_format(ctx, offered);
+}
+
+static int codec_supports_device(const AVCodec *codec, enum AVHWDeviceType type)
+{
+    for (int i = 0;; i++) {
+        const AVCodecHWConfig *config = avcodec_get_hw_config(codec, i);
+        if (!config)
+            return 0;
+        if ((config->methods & AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX) && config->device_type == type)
+            return 1;
+    }
+}
+
+int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int threads, AVBufferRef *hw_device,
+                             AVCodecContext **out, int *on_device)
 {
     const AVStream *st;
     const AVCodec *codec;
@@ -341,6 +366,7 @@ int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threa
     int ret;
 
     *out = NULL;
+    *on_device = 0;
     if (stream_index < 0 || (unsigned)stream_index >= in->format->nb_streams)
         return AVERROR_STREAM_NOT_FOUND;
     st = in->format->streams[stream_index];
@@ -358,14 +384,32 @@ int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threa
     ctx->pkt_timebase = st->time_base;
     ctx->max_pixels = in->limits.max_pixels;
     ctx->thread_count = threads > 0 ? threads : 1;
+    if (hw_device && codec->type == AVMEDIA_TYPE_VIDEO &&
+        codec_supports_device(codec, ((const AVHWDeviceContext *)(const void *)hw_device->data)->type)) {
+        ctx->hw_device_ctx = av_buffer_ref(hw_device);
+        if (!ctx->hw_device_ctx) {
+            ret = AVERROR(ENOMEM);
+            goto fail;
+        }
+        ctx->get_format = pick_device_format;
+        *on_device = 1;
+    }
     ret = avcodec_open2(ctx, codec, NULL);
     if (ret < 0)
         goto fail;
     *out = ctx;
     return 0;
 fail:
+    *on_device = 0;
     avcodec_free_context(&ctx);
     return ret;
+}
+
+int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out)
+{
+    int on_device;
+
+    return mw_input_open_decoder_hw(in, stream_index, threads, NULL, out, &on_device);
 }
 
 void mw_input_close(struct mw_input **pin)

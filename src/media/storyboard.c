@@ -317,7 +317,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
                              req->rows > 0 ? req->rows : DEFAULT_ROWS, tile_width, tile_height, &result->layout);
     if (ret < 0)
         goto end;
-    ret = mw_frame_source_new(&state.source, in, stream_index, 1, 0, animated);
+    ret = mw_frame_source_new(&state.source, in, stream_index, 1, req->hw_device, 0, animated);
     if (ret < 0)
         goto end;
     mw_frame_source_set_fast_keyframes(state.source, small);
@@ -333,6 +333,8 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
 end:
     if (ret < 0)
         mw_log(MW_LOG_DEBUG, "storyboard", "storyboard failed: %s", mw_err2str(ret));
+    if (state.source)
+        result->decoded_on_device = mw_frame_source_used_device(state.source);
     av_frame_free(&state.tile);
     av_frame_free(&state.frame);
     mw_frame_source_free(&state.source);

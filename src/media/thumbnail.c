@@ -201,7 +201,7 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
     }
     /* A single keyframe decodes fastest on one thread: frame threads only add latency there. */
     ret = mw_frame_source_new(&source, in, stream_index, req->select == MW_SELECT_KEYFRAME ? 1 : req->threads,
-                              still, animated);
+                              req->hw_device, still, animated);
     if (ret < 0)
         goto end;
     mw_frame_source_set_fast_keyframes(source, all_outputs_small(in, stream_index, req));
@@ -217,6 +217,8 @@ int mw_thumbnail_make(struct mw_input *in, const struct mw_probe *probe, struct 
     mw_thumbnail_frame_geometry(in, stream_index, frame, &orientation, &sar);
     ret = write_outputs(frame, sar, &orientation, req);
 end:
+    if (source)
+        result->decoded_on_device = mw_frame_source_used_device(source);
     av_frame_free(&frame);
     mw_frame_source_free(&source);
     return ret;

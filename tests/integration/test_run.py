@@ -52,13 +52,14 @@ def test_hardware_fallback_is_recorded():
     os.makedirs(root)
     os.link(corpus.path("h264_aac.mp4"), os.path.join(root, "clip.mp4"))
     job = write_job(work, "job.json", {"user_id": 3, "file_info": {"path": "clip.mp4"},
-                                       "operations": [{"type": "probe"}]})
+                                       "operations": [{"type": "probe"}, {"type": "thumbnail", "width": 160}]})
     for requested in ("auto", "cuda", "none"):
         proc = run(["run", job, "--hwaccel", requested], env=job_env(root, out))
         report = json.loads(proc.stdout)["new_file"]
         acceleration = report.get("acceleration", {})
         check(proc.returncode == 0 and report["status"] == "processed", f"hwaccel={requested}: job completes")
-        check(acceleration.get("requested") == requested and acceleration.get("decode") == "software",
+        check(acceleration.get("requested") == requested and acceleration.get("decode") == "software" and
+              acceleration.get("device") == "software" and acceleration.get("encode") == "software",
               f"hwaccel={requested}: recorded {acceleration}")
         if requested == "none":
             check(acceleration.get("fallback") is None, "no fallback when none was asked")
