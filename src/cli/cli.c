@@ -22,6 +22,7 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_transcode,
     &cli_cmd_run,
     &cli_cmd_config,
+    &cli_cmd_decode,
     &cli_cmd_caps,
     &cli_cmd_version,
 };

@@ -57,5 +57,6 @@ extern const struct cli_command cli_cmd_run;
 extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;
 extern const struct cli_command cli_cmd_caps;
+extern const struct cli_command cli_cmd_decode;
 
 #endif
