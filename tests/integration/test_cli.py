@@ -6,7 +6,7 @@ import re
 from mwtest import check, finish, run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-COMMANDS = ["probe", "run", "config", "version", "caps"]
+COMMANDS = ["probe", "run", "config", "version", "caps", "decode", "thumbnail", "storyboard", "transcode"]
 
 
 def test_help_and_exit_codes():

@@ -65,6 +65,14 @@ def test_hardware_fallback_is_recorded():
             check(acceleration.get("fallback") is None, "no fallback when none was asked")
         else:
             check("cuda" in (acceleration.get("fallback") or ""), f"hwaccel={requested}: fallback reason names cuda")
+    decoded = run(["decode", corpus.path("h264_aac.mp4"), "--hwaccel", "cuda"])
+    line = json.loads(decoded.stdout)
+    check(decoded.returncode == 0 and line["frames"] == 50 and line["corrupt_frames"] == 0,
+          f"decode counts every frame: {line}")
+    check(line["acceleration"]["decode"] == "software" and "cuda" in line["acceleration"]["fallback"],
+          "decode falls back to software and says why")
+    broken = run(["decode", os.path.join(FIXTURES, "broken", "truncated.mp4")])
+    check(broken.returncode == 1 and json.loads(broken.stdout)["error"] == "INVALID_DATA", "decode of a broken file")
     caps = json.loads(run(["caps"], check_rc=0).stdout)
     check({d["name"] for d in caps["devices"]} == {"cuda", "vaapi", "qsv"}, "caps lists the device kinds")
     check(any(e["name"] == "libx264" and e["available"] for e in caps["encoders"]), "caps finds libx264 usable")
