@@ -219,8 +219,10 @@ static int open_common(struct mw_input *in)
     for (unsigned i = 0; i < stream_count; i++) {
         char max_pixels[32];
         snprintf(max_pixels, sizeof(max_pixels), "%lld", (long long)in->limits.max_pixels);
+        /* The frames decoded while probing are thrown away, so the deblocking filter is wasted work. */
         if ((ret = av_dict_set(&stream_options[i], "max_pixels", max_pixels, 0)) < 0 ||
-            (ret = av_dict_set(&stream_options[i], "threads", "1", 0)) < 0)
+            (ret = av_dict_set(&stream_options[i], "threads", "1", 0)) < 0 ||
+            (ret = av_dict_set(&stream_options[i], "skip_loop_filter", "all", 0)) < 0)
             goto end;
     }
     ret = avformat_find_stream_info(in->format, stream_options);
