@@ -36,7 +36,9 @@
     X(HTTP_GONE,         'H', 'G', "data service says the user no longer exists")               \
     X(BROKER,            'B', 'R', "message broker error")                                      \
     X(JOB_CRASHED,       'J', 'C', "job process crashed")                                       \
-    X(JOB_MEMORY,        'J', 'M', "job process hit its memory limit")
+    X(JOB_MEMORY,        'J', 'M', "job process hit its memory limit")                          \
+    X(JOB_CPU,           'J', 'U', "job process hit its CPU-time limit")                        \
+    X(JOB_LOST,          'J', 'L', "job process could not take the job")
 
 #define MW_ERROR_TAG(a, b) FFERRTAG('M', 'W', (a), (b))
 

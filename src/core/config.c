@@ -60,6 +60,7 @@ static const struct option_spec options[] = {
     CHOICE("MW_QUEUE_TYPE", "--queue-type", queue_type, queue_type_choices, "work queue type"),
     STR("MW_RETRY_DELAYS", "--retry-delays", retry_delays, "seconds per retry tier, comma separated"),
     STR("MW_EVENTS_EXCHANGE", "--events-exchange", events_exchange, "topic exchange for job events"),
+    STR("MW_AMQP_CACERT", "--amqp-cacert", amqp_cacert, "CA certificates for amqps:// (empty = system bundle)"),
     INT("MW_HEARTBEAT", "--heartbeat", heartbeat_s, 0, 600, "AMQP heartbeat seconds (0 = off)"),
     URL("POSTGRES_DATA_SERVICE_URL", "--data-service-url", data_service_url, "Data Service base URL"),
     SECRET("MW_DATA_SERVICE_TOKEN", "--data-service-token", data_service_token, "bearer token for the Data Service"),
