@@ -284,6 +284,8 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
         }
         final_failure = 1;
     }
+    if (ret == MW_ERR_INVALID_MESSAGE || ret == MW_ERR_PATH_REFUSED || ret == MW_ERR_UNSUPPORTED_OP)
+        final_failure = 1; /* the message itself is wrong: reported, and kept in the DLQ for a person */
     if (!result || reason[0]) {
         /* The process died (or hit a limit): the report says why, in its own words. */
         cJSON_Delete(result);
