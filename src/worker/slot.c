@@ -230,6 +230,7 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
         snprintf(request_id, sizeof(request_id), "%s", d->request_id);
     else
         snprintf(request_id, sizeof(request_id), "mw-invalid-%08x", av_get_random_seed());
+    snprintf(d->request_id, sizeof(d->request_id), "%s", request_id);
     mw_log_context_set(d->message_id, request_id);
     mw_log(MW_LOG_ERROR, "slot", "invalid message dead-lettered: %s", err);
     atomic_fetch_add(&s->shared->invalid, 1);
@@ -261,6 +262,9 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
         return;
     }
     mw_log_context_set(job->job_id, job->request_id);
+    /* A generated request id travels with retried copies, so every attempt logs and reports the same one. */
+    if (!d->request_id[0])
+        snprintf(d->request_id, sizeof(d->request_id), "%s", job->request_id);
     if (d->redelivered || d->failures) {
         atomic_fetch_add(&s->shared->redelivered, 1);
         mw_log(MW_LOG_INFO, "slot", "redelivered job (broker redelivered=%d, failed attempts so far %d)",
