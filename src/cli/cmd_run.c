@@ -6,6 +6,31 @@
 #include "mediaworker/error.h"
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
+#include "mediaworker/reporter.h"
+
+static int report;
+
+static const struct cli_option run_options[] = {
+    {"--report", NULL, NULL, NULL, &report, "also PATCH the result to the Data Service (POSTGRES_DATA_SERVICE_URL)"},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+/* Sends the report as `serve` would (same headers, retries and classification); 0 or the reporter's error. */
+static int send_report(const struct mw_config *cfg, const struct mw_job *job, const cJSON *result)
+{
+    struct mw_reporter *reporter = NULL;
+    char detail[512] = "";
+    int ret = mw_reporter_new(&reporter, cfg);
+
+    if (ret == 0)
+        ret = mw_reporter_send(reporter, job->user_id, job->job_id, job->request_id, result, detail, sizeof(detail));
+    if (ret < 0)
+        mw_log(MW_LOG_ERROR, "reporter", "report not accepted: %s", detail[0] ? detail : mw_err2str(ret));
+    else
+        mw_log(MW_LOG_INFO, "reporter", "report accepted by the Data Service");
+    mw_reporter_free(&reporter);
+    return ret;
+}
 
 /* Runs one job message end to end without a broker, in this process, and prints the report's new_file. */
 static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
@@ -33,6 +58,11 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
     mw_log_context_set(job->job_id, job->request_id);
     mw_log(MW_LOG_INFO, "job", "job started for user %lld: %s", (long long)job->user_id, job->path);
     ret = mw_job_run(cfg, job, NULL, NULL, &result);
+    if (report && result) {
+        int reported = send_report(cfg, job, result);
+        if (reported < 0 && ret >= 0)
+            ret = reported;
+    }
     if (result) {
         cJSON *wrapper = cJSON_CreateObject();
         if (wrapper && cJSON_AddItemToObject(wrapper, "new_file", result))
@@ -54,9 +84,9 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
 
 const struct cli_command cli_cmd_run = {
     .name = "run",
-    .usage = "JOB.json",
+    .usage = "[--report] JOB.json",
     .summary = "run one job message in this process, without a broker, and print the report",
-    .options = NULL,
+    .options = run_options,
     .min_positional = 1,
     .max_positional = 1,
     .run = run_job_file,
