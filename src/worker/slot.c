@@ -188,6 +188,11 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
             atomic_fetch_add(&s->shared->gone, 1);
             mw_log(MW_LOG_WARN, "slot", "user %" PRId64 " no longer exists (404); report dropped", job->user_id);
         }
+        if (job_ret >= 0)
+            mw_log(MW_LOG_INFO, "slot", "job completed and reported in %.3f s",
+                   (double)(av_gettime_relative() - d->received_us) / 1e6);
+        publish_outcome(s, job, result, job_ret >= 0);
+        /* d belongs to the broker thread once settled. */
         if (final_failure) {
             const char *message = cJSON_GetStringValue(
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
@@ -198,10 +203,6 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
             atomic_fetch_add(job_ret < 0 ? &s->shared->failed : &s->shared->processed, 1);
             mw_broker_settle(s->broker, d, MW_VERDICT_ACK, NULL);
         }
-        publish_outcome(s, job, result, job_ret >= 0);
-        if (job_ret >= 0)
-            mw_log(MW_LOG_INFO, "slot", "job completed and reported in %.3f s",
-                   (double)(av_gettime_relative() - d->received_us) / 1e6);
         return;
     case MW_ERR_HTTP_PERMANENT:
         snprintf(reason, sizeof(reason), "data service refused the report: %s", detail);
