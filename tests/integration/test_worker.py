@@ -166,6 +166,59 @@ def stopped_job_process(w, broker, body):
     return job_id, pids
 
 
+def test_report_stall_and_events(broker, ds, roots):
+    """A Data Service that never answers costs one HTTP_CLIENT_TIMEOUT, then the retry succeeds; the job's
+    events reach the events exchange with its ids."""
+    conn = broker.connection()
+    ch = conn.channel()
+    ch.exchange_declare("media.events", "topic", durable=True)
+    events_queue = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(events_queue, "media.events", "job.#")
+    ds.stall_s = 3
+    ds.script("stall")
+    w = Worker(broker, ds, *roots, HTTP_CLIENT_TIMEOUT=1).start()
+    job_id = publish(broker, {"user_id": 14, "file_info": {"path": "clip.mp4"}}, request_id="req-stall")
+    ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    time.sleep(0.3)
+    check(w.stop() == 0, "stall: worker exits 0")
+    check([r["status"] for r in ds.requests] == ["stall", 200], f"stall: {[r['status'] for r in ds.requests]}")
+    events = []
+    while True:
+        method, _, body = ch.basic_get(events_queue, auto_ack=True)
+        if method is None:
+            break
+        events.append((method.routing_key, json.loads(body)))
+    conn.close()
+    kinds = [k for k, e in events if e.get("job_id") == job_id]
+    check(kinds[:1] == ["job.started"] and kinds[-1:] == ["job.completed"], f"events: {kinds}")
+    check(all(e.get("request_id") == "req-stall" and e.get("user_id") == 14 for _, e in events),
+          "events: carry the request and user ids")
+    check(settled(broker), "stall: acked")
+
+
+def test_recycle_and_heartbeat(broker, ds, roots):
+    """Job processes are replaced after MW_JOBS_PER_PROCESS jobs; a job that outlasts several heartbeat
+    intervals does not cost the broker connection."""
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOBS_PER_PROCESS=2, MW_HEARTBEAT=1).start()
+    seen = set()
+    jobs = []
+    for i in range(5):
+        jobs.append(publish(broker, {"user_id": 15, "file_info": {"path": "clip.mp4"}}))
+        ds.wait_for(lambda r, n=i + 1: len(r) >= n, 20)
+        seen.update(w.job_pids())
+    check(len(seen) >= 3, f"recycle: 5 jobs at 2 per process used {len(seen)} processes")
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 15, "file_info": {"path": "clip.mp4"}})
+    time.sleep(4)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    ds.wait_for(lambda r: len(r) >= 6, 20)
+    check(new_files(ds.requests, job_id)[0].get("status") == "processed", "heartbeat: the long job completed")
+    logs = w.log_lines()
+    check(sum("connected to" in l.get("msg", "") for l in logs) == 1, "heartbeat: the connection survived")
+    check(w.stop() == 0, "recycle: worker exits 0")
+    check(settled(broker), "recycle: everything acked")
+
+
 def test_job_process_killed(broker, ds, roots):
     ds.reset()
     w = Worker(broker, ds, *roots).start()
@@ -254,7 +307,8 @@ def main():
             os.path.join(input_root, "big.ts"))
     roots = (input_root, output_root)
     tests = [test_seed_message, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
-             test_data_service_down, test_data_service_gone_for_good, test_job_process_killed, test_job_deadline,
+             test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
+             test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job]
     only = sys.argv[1:]
     with rabbitmq.RabbitMQ(work) as broker:

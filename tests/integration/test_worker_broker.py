@@ -57,6 +57,28 @@ def test_two_workers(work, roots):
         ds.stop()
 
 
+def test_queue_deleted_and_cluster_urls(work, roots):
+    """consumer_cancel_notify: the queue deleted under the worker makes it re-declare and consume again.
+    RABBITMQ_URL lists a dead node first: the worker moves on to the live one."""
+    with rabbitmq.RabbitMQ(work) as broker:
+        ds = data_service.DataService().start()
+        dead = f"amqp://guest:guest@127.0.0.1:{rabbitmq.free_port()}/%2F"
+        w = Worker(broker, ds, *roots, name="cancel", RABBITMQ_URL=f"{dead},{broker.url}").start()
+        first = publish(broker, {"user_id": 50, "file_info": {"path": "clip.mp4"}})
+        ds.wait_for(lambda r: first in reported_ok(ds), 30)
+        conn = broker.connection()
+        conn.channel().queue_delete(QUEUE)
+        conn.close()
+        wait_until(lambda: any("cancelled our consumer" in l.get("msg", "") for l in w.log_lines()), 15,
+                   what="basic.cancel noticed")
+        wait_until(lambda: sum("consuming" in l.get("msg", "") for l in w.log_lines()) >= 2, 20,
+                   what="consuming again")
+        second = publish(broker, {"user_id": 50, "file_info": {"path": "clip.mp4"}})
+        ds.wait_for(lambda r: second in reported_ok(ds), 30)
+        check(w.stop() == 0, "cancel: worker exits 0")
+        ds.stop()
+
+
 def test_quorum_queue(work, roots):
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()
@@ -80,7 +102,7 @@ def main():
                                              "-c:v", "libx264", "-pix_fmt", "yuv420p"]),
             os.path.join(input_root, "clip.mp4"))
     roots = (input_root, os.path.join(work, "out"))
-    for test in (test_broker_restart, test_two_workers, test_quorum_queue):
+    for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_quorum_queue):
         if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
             continue
         started = time.monotonic()

@@ -11,12 +11,17 @@ import pika
 
 import mwtest
 
+_instances = [0]
+
 
 class Worker:
     """One `mediaworker serve` process with its environment; log lines are kept in a file."""
 
     def __init__(self, broker, data_service, input_root, output_root, name="worker", **env):
-        self.log_path = os.path.join(mwtest.WORKDIR, f"{name}-{broker.port}.log")
+        _instances[0] += 1
+        self.log_path = os.path.join(mwtest.WORKDIR, f"{name}-{broker.port}-{_instances[0]}.log")
+        if os.path.exists(self.log_path):
+            os.unlink(self.log_path)
         self.env = dict(os.environ)
         self.env.update({
             "RABBITMQ_URL": broker.url,
