@@ -132,13 +132,15 @@ static struct curl_slist *build_headers(const struct mw_reporter *r, const char 
     struct curl_slist *headers = NULL;
     struct curl_slist *next;
     char line[MW_CONFIG_URL_MAX + 64];
-    const char *lines[4];
+    const char *lines[5];
     int count = 0;
     char request_line[MW_REQUEST_ID_MAX + 32], key_line[MW_JOB_ID_MAX + 32];
 
     snprintf(request_line, sizeof(request_line), "X-Request-ID: %s", request_id);
     snprintf(key_line, sizeof(key_line), "Idempotency-Key: %s", job_id);
     lines[count++] = "Content-Type: application/json";
+    /* No "Expect: 100-continue" round trip before a body of a few kilobytes. */
+    lines[count++] = "Expect:";
     lines[count++] = request_line;
     lines[count++] = key_line;
     if (r->cfg->data_service_token[0]) {
