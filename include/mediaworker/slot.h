@@ -34,7 +34,7 @@ struct mw_slot;
 int mw_slot_new(struct mw_slot **s, int index, const struct mw_config *cfg, struct mw_broker *broker,
                 struct mw_queue *deliveries, struct mw_slot_shared *shared);
 
-/* Starts the slot's thread. 0 or AVERROR(errno). */
+/* Starts the slot's job process (when isolated; waits until it is ready) and its thread. 0 or AVERROR(errno). */
 int mw_slot_start(struct mw_slot *s);
 
 /* True once the slot's thread has returned (after the deliveries queue was closed and drained). */

@@ -13,7 +13,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
@@ -24,6 +26,8 @@
 #include "mediaworker/log.h"
 
 #define PROGRESS_INTERVAL_US 250000
+/* Room a job gets at least, above what the process maps before its first job. */
+#define MIN_HEADROOM_MB 16
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MW_ADDRESS_SANITIZER 1
@@ -47,7 +51,22 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
-static void apply_limits(const struct mw_config *cfg)
+/* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
+static uint64_t mapped_bytes(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+
+    if (!statm)
+        return 0;
+    if (fscanf(statm, "%llu", &pages) != 1)
+        pages = 0;
+    fclose(statm);
+    return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Returns 0, or -1 when the memory cap leaves no room to work (logged): a configuration error. */
+static int apply_limits(const struct mw_config *cfg)
 {
     rlim_t file_size = (rlim_t)cfg->job_file_size_mb << 20;
 
@@ -56,11 +75,21 @@ static void apply_limits(const struct mw_config *cfg)
     mw_log(MW_LOG_WARN, "jobproc", "memory cap (MW_JOB_MEMORY_MB) not applied under AddressSanitizer");
 #else
     rlim_t memory = (rlim_t)cfg->job_memory_mb << 20;
+    uint64_t mapped = mapped_bytes();
+
+    /* Below what the libraries alone map, every job would fail as "memory limit": refuse to start. */
+    if (mapped + ((uint64_t)MIN_HEADROOM_MB << 20) > memory) {
+        mw_log(MW_LOG_ERROR, "jobproc", "MW_JOB_MEMORY_MB=%d is too low: a job process maps %llu MB before any "
+               "job; give it at least %llu", cfg->job_memory_mb, (unsigned long long)(mapped >> 20),
+               (unsigned long long)(mapped >> 20) + MIN_HEADROOM_MB);
+        return -1;
+    }
     set_limit(RLIMIT_AS, memory, memory, "RLIMIT_AS");
 #endif
     set_limit(RLIMIT_FSIZE, file_size, file_size, "RLIMIT_FSIZE");
     /* Over the file-size cap a write then fails with EFBIG (a clean job failure) instead of SIGXFSZ. */
     signal(SIGXFSZ, SIG_IGN);
+    return 0;
 }
 
 static void arm_cpu_limit(const struct mw_config *cfg)
@@ -188,7 +217,15 @@ int mw_jobproc_child_main(int fd)
     av_freep(&text);
     mw_log_setup(c->cfg.log_level, c->cfg.log_format, stderr);
     mw_log_route_libav();
-    apply_limits(&c->cfg);
+    if (apply_limits(&c->cfg) < 0) {
+        status = 3;
+        goto end;
+    }
+    /* Tells the supervisor that this process is set up and will take jobs. */
+    if (mw_jobproc_frame_write(fd, "{\"ready\":true}", 14) < 0) {
+        status = 1;
+        goto end;
+    }
     while (!retire) {
         int ret = mw_jobproc_frame_read(fd, &text, &size, 0);
         if (ret == AVERROR_EOF)

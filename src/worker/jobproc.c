@@ -30,6 +30,7 @@
 /* The supervisor's kill comes this long after the job's own deadline, which normally fires first. */
 #define DEADLINE_GRACE_US (2 * 1000000)
 #define RETIRE_WAIT_US 1000000
+#define READY_TIMEOUT_US (10 * 1000000)
 
 struct mw_jobproc {
     const struct mw_config *cfg;
@@ -38,6 +39,20 @@ struct mw_jobproc {
     int jobs;                     /* jobs given to the current process */
     int retire;                   /* the current process asked to be replaced */
 };
+
+/* The job process says it applied its limits and takes jobs; a configuration it cannot live with
+ * (a memory cap below what its libraries map) makes it exit instead. */
+static int wait_ready(struct mw_jobproc *p)
+{
+    char *text = NULL;
+    size_t size;
+    int ret = mw_jobproc_frame_read(p->fd, &text, &size, av_gettime_relative() + READY_TIMEOUT_US);
+
+    if (ret == 0 && !strstr(text, "\"ready\""))
+        ret = AVERROR_INVALIDDATA;
+    av_free(text);
+    return ret;
+}
 
 static int spawn(struct mw_jobproc *p)
 {
@@ -83,12 +98,14 @@ static int spawn(struct mw_jobproc *p)
     p->retire = 0;
     atomic_store(&p->pid, pid);
     ret = mw_jobproc_frame_write(p->fd, p->cfg, sizeof(*p->cfg));
-    if (ret < 0)
-        mw_log(MW_LOG_ERROR, "jobproc", "job process %d did not take its configuration: %s", (int)pid,
-               mw_err2str(ret));
-    else
-        mw_log(MW_LOG_DEBUG, "jobproc", "job process %d started", (int)pid);
-    return ret;
+    if (ret == 0)
+        ret = wait_ready(p);
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "jobproc", "job process %d did not start: %s", (int)pid, mw_err2str(ret));
+        return MW_ERR_JOB_LOST;
+    }
+    mw_log(MW_LOG_DEBUG, "jobproc", "job process %d started", (int)pid);
+    return 0;
 }
 
 static int reap(struct mw_jobproc *p, int64_t wait_us)

@@ -312,11 +312,6 @@ static void *slot_main(void *arg)
     struct mw_slot *s = arg;
     struct mw_delivery *d;
 
-    if (s->cfg->isolation == MW_ISOLATION_PROCESS) {
-        int ret = start_jobproc(s);
-        if (ret < 0)
-            mw_log(MW_LOG_ERROR, "slot", "slot %d: cannot start its job process: %s", s->index, mw_err2str(ret));
-    }
     while (mw_queue_pop(s->deliveries, (void **)&d, -1) == 0) {
         if (atomic_load(&s->shared->draining) || d->generation != mw_broker_generation(s->broker)) {
             /* Left unacked: the broker requeues it (on close, or it already did on the reconnect). */
@@ -334,8 +329,12 @@ static void *slot_main(void *arg)
 
 int mw_slot_start(struct mw_slot *s)
 {
-    int ret = pthread_create(&s->thread, NULL, slot_main, s);
+    int ret;
 
+    /* Pre-started, so the first job does not pay for it; a failure here is retried at the first job. */
+    if (s->cfg->isolation == MW_ISOLATION_PROCESS && (ret = start_jobproc(s)) < 0)
+        mw_log(MW_LOG_ERROR, "slot", "slot %d: cannot start its job process: %s", s->index, mw_err2str(ret));
+    ret = pthread_create(&s->thread, NULL, slot_main, s);
     if (ret)
         return AVERROR(ret);
     s->started = 1;

@@ -258,6 +258,13 @@ def test_memory_cap(broker, ds, roots):
     pid = probe_w.job_pids()[0]
     baseline_kb = int([l for l in open(f"/proc/{pid}/status") if l.startswith("VmSize")][0].split()[1])
     probe_w.stop()
+    low = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_MEMORY_MB=64).start()
+    sanitized = any("not applied under AddressSanitizer" in l.get("msg", "") for l in low.log_lines())
+    if not sanitized:
+        wait_until(lambda: any("MW_JOB_MEMORY_MB=64 is too low" in l.get("msg", "") for l in low.log_lines()), 10,
+                   what="too-low memory cap explained")
+        check(low.alive(), "memory: a cap below the libraries' mapping is refused, the worker stays up")
+    check(low.stop() == 0, "memory: worker with a too-low cap exits 0")
     cap_mb = baseline_kb // 1024 + 40
     w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_MEMORY_MB=cap_mb).start()
     big = publish(broker, {"user_id": 12, "file_info": {"path": "big.ts"}, "operations": [{"type": "thumbnail"}]})

@@ -46,10 +46,10 @@ class Worker:
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        # Ready when its job processes exist (the broker connection follows within milliseconds).
+        # Ready when it says it serves: every slot's job process has started and reported ready.
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(self.job_pids()) < int(self.env.get("MW_SLOTS", "1")):
-            if self.env.get("MW_ISOLATION") == "none":
+        while time.monotonic() < deadline and self.alive():
+            if any("serving" in l.get("msg", "") for l in self.log_lines()):
                 break
             time.sleep(0.05)
         return self
