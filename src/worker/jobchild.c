@@ -51,6 +51,7 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
+#ifndef MW_ADDRESS_SANITIZER
 /* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
 static uint64_t mapped_bytes(void)
 {
@@ -64,6 +65,7 @@ static uint64_t mapped_bytes(void)
     fclose(statm);
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
+#endif
 
 /* Returns 0, or -1 when the memory cap leaves no room to work (logged): a configuration error. */
 static int apply_limits(const struct mw_config *cfg)

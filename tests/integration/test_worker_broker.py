@@ -87,7 +87,7 @@ def test_quorum_queue(work, roots):
         ds.wait_for(lambda r: reported_ok(ds) >= set(jobs), 30)
         check(w.stop() == 0, "quorum: worker exits 0")
         # A classic worker on the quorum queue is refused by the broker and says what to change.
-        w2 = Worker(broker, ds, *roots, name="classic", MW_QUEUE_TYPE="classic").start()
+        w2 = Worker(broker, ds, *roots, name="classic", MW_QUEUE_TYPE="classic").start(ready=None)
         wait_until(lambda: any("MW_QUEUE_TYPE" in l.get("msg", "") for l in w2.log_lines()), 15,
                    what="queue type mismatch logged")
         check(w2.stop() == 0, "quorum: mismatched worker still stops cleanly")

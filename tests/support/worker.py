@@ -1,4 +1,5 @@
 """Running `mediaworker serve` in tests, publishing jobs with pika and looking into queues."""
+import atexit
 import json
 import os
 import signal
@@ -12,6 +13,16 @@ import pika
 import mwtest
 
 _instances = [0]
+_running = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """A failed scenario may leave its worker running; the test run must not leave processes behind."""
+    for proc in _running:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 class Worker:
@@ -43,13 +54,15 @@ class Worker:
         self.env.update({k: str(v) for k, v in env.items()})
         self.proc = None
 
-    def start(self):
+    def start(self, ready="consuming"):
+        """Starts the worker and waits until a log line contains `ready` (the topology is declared and it
+        consumes, so messages published now are routed); ready=None does not wait."""
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
-        # Ready when it says it serves: every slot's job process has started and reported ready.
+        _running.append(self.proc)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.alive():
-            if any("serving" in l.get("msg", "") for l in self.log_lines()):
+        while ready and time.monotonic() < deadline and self.alive():
+            if any(ready in l.get("msg", "") for l in self.log_lines()):
                 break
             time.sleep(0.05)
         return self
