@@ -53,6 +53,44 @@ def test_seed_message(broker, ds, roots):
     check(len(logs) >= 2 and all(l.get("job_id") == job_id for l in logs), "seed: log lines carry job and request id")
 
 
+def test_submit_and_isolation_none(broker, ds, roots):
+    """`mediaworker submit` publishes jobs the worker runs (here in-process, MW_ISOLATION=none)."""
+    w = Worker(broker, ds, *roots, MW_ISOLATION="none").start()
+    check(not w.job_pids(), "isolation none: no job processes")
+    env = dict(w.env)
+    out = mwtest.run(["submit", "--op", "probe", "--user-id", "77", "clip.mp4",
+                      os.path.join(roots[0], "clip.mp4")], env=env, timeout=60)
+    check(out.returncode == 0, f"submit: exit {out.returncode}: {out.stderr[-500:]}")
+    jobs = [json.loads(line) for line in out.stdout.splitlines()]
+    check(len(jobs) == 2 and all(j["path"] == "clip.mp4" for j in jobs), f"submit: paths relative ({jobs})")
+    ds.wait_for(lambda r: len(r) >= 2, 30)
+    check(w.stop() == 0, "isolation none: worker exits 0")
+    for j in jobs:
+        r = ds.reports_for(j["job_id"], 200)
+        check(len(r) == 1 and r[0]["headers"].get("X-Request-ID") == j["request_id"] and
+              r[0]["path"] == "/api/v1/users/77/files", f"submit: job {j['job_id']} reported with its ids")
+
+
+def test_run_with_report(broker, ds, roots):
+    """`mediaworker run --report` sends the same report as the worker would."""
+    job = os.path.join(mwtest.WORKDIR, "run-report.json")
+    with open(job, "w") as f:
+        json.dump({"job_id": "run-report-1", "user_id": 3, "file_info": {"path": "clip.mp4"}}, f)
+    ds.script(503)
+    env = {"POSTGRES_DATA_SERVICE_URL": ds.url, "MW_INPUT_ROOT": roots[0], "MW_OUTPUT_ROOT": roots[1],
+           "MW_DEFAULT_OPERATIONS": "probe", "MW_DATA_SERVICE_TOKEN": "s3cret"}
+    out = mwtest.run(["run", "--report", job], env=env, timeout=60)
+    check(out.returncode == 0, f"run --report: exit {out.returncode}: {out.stderr[-500:]}")
+    check([r["status"] for r in ds.requests] == [503, 200], "run --report: retried the 503")
+    r = ds.requests[-1]
+    check(r["headers"].get("Idempotency-Key") == "run-report-1" and
+          r["headers"].get("Authorization") == "Bearer s3cret", "run --report: idempotency key and bearer token")
+    check("s3cret" not in out.stderr, "run --report: the token is not logged")
+    ds.reset(default=404)
+    out = mwtest.run(["run", "--report", job], env=env, timeout=60)
+    check(out.returncode == 1, "run --report: a refused report fails the command")
+
+
 def test_invalid_messages(broker, ds, roots):
     w = Worker(broker, ds, *roots).start()
     cases = {
@@ -314,7 +352,7 @@ def main():
                                           "-pix_fmt", "yuv420p"]),
             os.path.join(input_root, "big.ts"))
     roots = (input_root, output_root)
-    tests = [test_seed_message, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
+    tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
              test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
              test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job]
