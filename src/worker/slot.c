@@ -291,11 +291,8 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     }
     if (ret == MW_ERR_INVALID_MESSAGE || ret == MW_ERR_PATH_REFUSED || ret == MW_ERR_UNSUPPORTED_OP)
         final_failure = 1; /* the message itself is wrong: reported, and kept in the DLQ for a person */
-    if (!result || reason[0]) {
-        /* The process died (or hit a limit): the report says why, in its own words. */
-        cJSON_Delete(result);
+    if (!result) /* the job process died before answering: the report says why */
         result = failed_report(job->job_id, job->name[0] ? job->name : job->path, ret, reason);
-    }
     if (!result) {
         mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, "out of memory building the report");
         goto end;
