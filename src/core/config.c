@@ -128,7 +128,9 @@ void mw_config_defaults(struct mw_config *cfg)
         .job_memory_mb = 4096,
         .job_cpu_s = 3600,
         .job_file_size_mb = 16384,
-        .jobs_per_process = 200,
+        /* A replacement costs ~60 ms of dynamic linking (libav and its codec libraries); a job process is
+         * also replaced above half its memory cap, so the count is only a backstop. */
+        .jobs_per_process = 1000,
         .codec_threads = 0,
         .hwaccel = MW_HWACCEL_AUTO,
         .http_listen = "127.0.0.1:9090",

@@ -10,10 +10,12 @@
  * which kills the process and the supervisor reports "cpu limit".
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -52,6 +54,20 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
 }
 
 #ifndef MW_ADDRESS_SANITIZER
+/* Resident memory now, in bytes; 0 when unknown. */
+static uint64_t resident_bytes(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, resident = 0;
+
+    if (!statm)
+        return 0;
+    if (fscanf(statm, "%llu %llu", &size, &resident) != 2)
+        resident = 0;
+    fclose(statm);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
 /* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
 static uint64_t mapped_bytes(void)
 {
@@ -190,6 +206,11 @@ static int serve_one(struct child *c, const char *text, size_t size, int *retire
         if (result)
             mark_memory_limit(&c->cfg, result);
     }
+    /* Recycled above half the cap: what grew over many jobs (fragmentation, caches) is given back. */
+    if (resident_bytes() > ((uint64_t)c->cfg.job_memory_mb << 20) / 2) {
+        mw_log(MW_LOG_INFO, "jobproc", "resident memory above half of MW_JOB_MEMORY_MB; asking to be replaced");
+        *retire = 1;
+    }
 end:
     ret = answer(c, ret, result, *retire) < 0 ? AVERROR(EPIPE) : 0;
     mw_log_context_set(NULL, NULL);
@@ -218,6 +239,13 @@ int mw_jobproc_child_main(int fd)
     memcpy(&c->cfg, text, sizeof(c->cfg));
     av_freep(&text);
     mw_log_setup(c->cfg.log_level, c->cfg.log_format, stderr);
+    /* exec'd as /proc/self/exe, the process would be called "exe" in ps and top. */
+    prctl(PR_SET_NAME, "mw-job", 0, 0, 0);
+    /* Every job allocates and frees the same large buffers (demuxer and decoder contexts, frame pools);
+     * keeping freed memory in the heap instead of handing it back to the kernel saves the next job the
+     * page faults of getting it again. RLIMIT_AS still bounds the total. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
     if (apply_limits(&c->cfg) < 0) {
         status = 3;
