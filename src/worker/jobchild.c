@@ -53,7 +53,6 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
-#ifndef MW_ADDRESS_SANITIZER
 /* Resident memory now, in bytes; 0 when unknown. */
 static uint64_t resident_bytes(void)
 {
@@ -68,6 +67,7 @@ static uint64_t resident_bytes(void)
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+#ifndef MW_ADDRESS_SANITIZER
 /* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
 static uint64_t mapped_bytes(void)
 {
