@@ -68,6 +68,22 @@ fail:
     return NULL;
 }
 
+/* One JSON line per published job, so scripts can wait for its report. */
+static void print_submitted(const char *job_id, const char *request_id, int64_t user_id, const char *path)
+{
+    cJSON *line = cJSON_CreateObject();
+    char *text = NULL;
+
+    if (line && cJSON_AddStringToObject(line, "job_id", job_id) &&
+        cJSON_AddStringToObject(line, "request_id", request_id) &&
+        cJSON_AddNumberToObject(line, "user_id", (double)user_id) && cJSON_AddStringToObject(line, "path", path))
+        text = cJSON_PrintUnformatted(line);
+    if (text)
+        printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(line);
+}
+
 static int run_submit(const struct mw_config *cfg, int argc, char **argv)
 {
     struct mw_publisher *publisher = NULL;
@@ -97,8 +113,7 @@ static int run_submit(const struct mw_config *cfg, int argc, char **argv)
         if (!body || mw_publisher_send(publisher, body, strlen(body), job_id, request_id) < 0)
             status = MW_EXIT_JOB_FAILED;
         else
-            printf("{\"job_id\":\"%s\",\"request_id\":\"%s\",\"user_id\":%" PRId64 ",\"path\":\"%s\"}\n", job_id,
-                   request_id, user_id, path);
+            print_submitted(job_id, request_id, user_id, path);
         cJSON_free(body);
         cJSON_Delete(job);
     }
