@@ -304,7 +304,18 @@ def test_memory_cap(broker, ds, roots):
     wait_until(lambda: any("MW_JOB_MEMORY_MB=64 is too low" in l.get("msg", "") for l in low.log_lines()), 10,
                what="too-low memory cap explained")
     check(low.alive(), "memory: a cap below the libraries' mapping is refused, the worker stays up")
+    # No job process can take a job: a transient failure, retried through every tier, then dead-lettered.
+    lost = publish(broker, {"user_id": 12, "file_info": {"path": "clip.mp4"}})
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="job dead-lettered after the tiers")
     check(low.stop() == 0, "memory: worker with a too-low cap exits 0")
+    dead = take_all(broker, QUEUE + ".dead")
+    check(dead[0][0].message_id == lost and dead[0][0].headers.get("x-mw-attempt") == 3,
+          f"lost: dead-lettered after 3 attempts ({dead[0][0].headers})")
+    nf = new_files(ds.requests, lost)
+    check(len(nf) == 1 and nf[0].get("error", {}).get("code") == "JOB_LOST", f"lost: reported failed once ({nf})")
+    logs = "\n".join(l.get("msg", "") for l in low.log_lines())
+    check(f"{QUEUE}.retry.1" in logs and f"{QUEUE}.retry.2" in logs, "lost: went through both retry tiers")
+    ds.reset()
     cap_mb = baseline_kb // 1024 + 40
     w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_MEMORY_MB=cap_mb).start()
     big = publish(broker, {"user_id": 12, "file_info": {"path": "big.ts"}, "operations": [{"type": "thumbnail"}]})
