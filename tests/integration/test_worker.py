@@ -350,6 +350,23 @@ def test_sigterm_during_job(broker, ds, roots):
     check(w2.stop() == 0, "sigterm: second worker exits 0")
 
 
+def test_sigterm_job_finishes_in_grace(broker, ds, roots):
+    """A job that finishes within MW_SHUTDOWN_GRACE is reported and acked before the worker exits."""
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_SHUTDOWN_GRACE=20).start()
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}})
+    w.signal(signal.SIGTERM)
+    wait_until(lambda: any("SIGTERM received" in l.get("msg", "") for l in w.log_lines()), 10, what="SIGTERM seen")
+    time.sleep(0.5)
+    check(w.alive(), "grace: the worker waits for the job in flight")
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    code = w.wait(timeout=30)
+    check(code == 0, f"grace: exit status {code}")
+    nf = new_files(ds.requests, job_id, 200)
+    check(len(nf) == 1 and nf[0].get("status") == "processed", "grace: the job completed and was reported")
+    check(settled(broker), "grace: and acked (nothing requeued)")
+
+
 def main():
     work = mwtest.fresh_dir("worker")
     input_root = os.path.join(work, "in")
@@ -366,7 +383,7 @@ def main():
     tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
              test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
              test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
-             test_memory_cap, test_sigterm_during_job]
+             test_memory_cap, test_sigterm_during_job, test_sigterm_job_finishes_in_grace]
     only = sys.argv[1:]
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()

@@ -83,6 +83,16 @@ class Worker:
         self.log.close()
         return code
 
+    def wait(self, timeout=60):
+        """Waits for an exit already under way (no signal sent); returns the exit code."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = f"hung (killed), {self.proc.wait()}"
+        self.log.close()
+        return code
+
     def alive(self):
         return self.proc.poll() is None
 
