@@ -1,5 +1,6 @@
 """Running `mediaworker serve` in tests, publishing jobs with pika and looking into queues."""
 import atexit
+import ctypes
 import json
 import os
 import signal
@@ -14,6 +15,12 @@ import mwtest
 
 _instances = [0]
 _running = []
+
+
+def _die_with_test():
+    """Runs in the child before exec: a test killed by a timeout takes its workers with it."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @atexit.register
@@ -58,7 +65,8 @@ class Worker:
         """Starts the worker and waits until a log line contains `ready` (the topology is declared and it
         consumes, so messages published now are routed); ready=None does not wait."""
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=_die_with_test)
         _running.append(self.proc)
         deadline = time.monotonic() + 20
         while ready and time.monotonic() < deadline and self.alive():
