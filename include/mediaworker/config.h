@@ -58,6 +58,7 @@ struct mw_config {
     char retry_delays[MW_CONFIG_NAME_MAX];      /* seconds per retry tier, comma separated */
     char events_exchange[MW_CONFIG_NAME_MAX];
     int heartbeat_s;
+    char amqp_cacert[MW_CONFIG_PATH_MAX];       /* CA bundle for amqps://; empty = the system bundle */
 
     /* Data Service */
     char data_service_url[MW_CONFIG_URL_MAX];

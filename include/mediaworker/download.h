@@ -25,4 +25,18 @@
 int mw_download(const struct mw_config *cfg, const char *url, const char *dest_path, int64_t *bytes, char *err,
                 size_t err_size);
 
+struct mw_job;
+
+/*
+ * Downloads a job's file_info.url into <scratch dir>/<job id>/input and points job->local_input at it; the
+ * job then runs as if its file had been uploaded. scratch (size bytes) receives the job's scratch
+ * directory, to hand to mw_download_job_cleanup whatever happens. Returns 0 or mw_download's error, with a
+ * reason in err.
+ */
+int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size, char *err,
+                          size_t err_size);
+
+/* Removes the downloaded copy and the job's scratch directory; accepts an empty scratch. */
+void mw_download_job_cleanup(const char *scratch, const struct mw_job *job);
+
 #endif

@@ -21,6 +21,9 @@ static const struct cli_command *const commands[] = {
     &cli_cmd_storyboard,
     &cli_cmd_transcode,
     &cli_cmd_run,
+    &cli_cmd_serve,
+    &cli_cmd_submit,
+    &cli_cmd_job_process,
     &cli_cmd_config,
     &cli_cmd_decode,
     &cli_cmd_caps,
@@ -33,7 +36,8 @@ static void print_usage(FILE *out)
 {
     fprintf(out, "usage: mediaworker <command> [options]\n\ncommands:\n");
     for (size_t i = 0; i < COMMAND_COUNT; i++)
-        fprintf(out, "  %-11s %s\n", commands[i]->name, commands[i]->summary);
+        if (!commands[i]->hidden)
+            fprintf(out, "  %-11s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(out, "\n'mediaworker <command> --help' describes a command and the configuration flags.\n"
                  "exit status: 0 ok, 1 the job or input failed, 2 usage or configuration error\n");
 }

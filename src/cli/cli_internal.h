@@ -30,6 +30,7 @@ struct cli_command {
     const char *summary;
     const struct cli_option *options;   /* terminated by an entry with name NULL; may be NULL */
     int min_positional, max_positional; /* max -1 = unlimited */
+    int hidden;                  /* internal command: not listed in the usage */
     /* Runs with the validated configuration; returns an exit code. */
     int (*run)(const struct mw_config *cfg, int argc, char **argv);
 };
@@ -58,5 +59,8 @@ extern const struct cli_command cli_cmd_config;
 extern const struct cli_command cli_cmd_version;
 extern const struct cli_command cli_cmd_caps;
 extern const struct cli_command cli_cmd_decode;
+extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_submit;
+extern const struct cli_command cli_cmd_job_process;
 
 #endif

@@ -1,5 +1,4 @@
 #include <stdio.h>
-#include <unistd.h>
 
 #include <libavutil/mem.h>
 
@@ -8,42 +7,43 @@
 #include "mediaworker/error.h"
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
-#include "mediaworker/path.h"
+#include "mediaworker/reporter.h"
 
-/*
- * Downloads a URL input into <scratch>/<job id>/ and points the job at the copy. Returns 0, or the download's
- * error with *report set to the failed report.
- */
-static int fetch_url_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size,
-                           cJSON **report)
+static int report;
+
+static const struct cli_option run_options[] = {
+    {"--report", NULL, NULL, NULL, &report, "also PATCH the result to the Data Service (POSTGRES_DATA_SERVICE_URL)"},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
+};
+
+/* Sends the report as `serve` would (same headers, retries and classification); 0 or the reporter's error. */
+static int send_report(const struct mw_config *cfg, const struct mw_job *job, const cJSON *result)
 {
-    char err[512] = "";
-    int64_t bytes = 0;
-    int ret;
+    struct mw_reporter *reporter = NULL;
+    char detail[512] = "";
+    int ret = mw_reporter_new(&reporter, cfg);
 
-    snprintf(scratch, size, "%s/%s", cfg->scratch_dir, job->job_id);
-    ret = mw_path_mkdirs(scratch);
-    if (ret >= 0 && snprintf(job->local_input, sizeof(job->local_input), "%s/input", scratch) >=
-                        (int)sizeof(job->local_input))
-        ret = AVERROR(ENAMETOOLONG);
-    if (ret >= 0)
-        ret = mw_download(cfg, job->url, job->local_input, &bytes, err, sizeof(err));
-    if (ret < 0) {
-        mw_log(MW_LOG_ERROR, "download", "%s", err[0] ? err : mw_err2str(ret));
-        *report = mw_job_failure_report(job, ret, err);
-        return ret;
-    }
-    mw_log(MW_LOG_INFO, "download", "downloaded %lld bytes", (long long)bytes);
-    return 0;
+    if (ret == 0)
+        ret = mw_reporter_send(reporter, job->user_id, job->job_id, job->request_id, result, detail, sizeof(detail));
+    if (ret < 0)
+        mw_log(MW_LOG_ERROR, "reporter", "report not accepted: %s", detail[0] ? detail : mw_err2str(ret));
+    else
+        mw_log(MW_LOG_INFO, "reporter", "report accepted by the Data Service");
+    mw_reporter_free(&reporter);
+    return ret;
 }
 
-static void remove_scratch(const char *scratch, const struct mw_job *job)
+/* A URL input is downloaded here first, as the worker's supervisor does; on failure the job is reported. */
+static int fetch_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size, cJSON **result)
 {
-    if (!scratch[0])
-        return;
-    if (job->local_input[0])
-        unlink(job->local_input);
-    rmdir(scratch);
+    char err[512] = "";
+    int ret = mw_download_job_input(cfg, job, scratch, size, err, sizeof(err));
+
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "download", "%s", err[0] ? err : mw_err2str(ret));
+        *result = mw_job_failure_report(job, ret, err);
+    }
+    return ret;
 }
 
 /* Runs one job message end to end without a broker, in this process, and prints the report's new_file. */
@@ -72,10 +72,15 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
     }
     mw_log_context_set(job->job_id, job->request_id);
     mw_log(MW_LOG_INFO, "job", "job started for user %lld: %s", (long long)job->user_id, job->path);
-    ret = job->url[0] ? fetch_url_input(cfg, job, scratch, sizeof(scratch), &result) : 0;
+    ret = job->url[0] ? fetch_input(cfg, job, scratch, sizeof(scratch), &result) : 0;
     if (ret >= 0)
         ret = mw_job_run(cfg, job, NULL, NULL, &result);
-    remove_scratch(scratch, job);
+    mw_download_job_cleanup(scratch, job);
+    if (report && result) {
+        int reported = send_report(cfg, job, result);
+        if (reported < 0 && ret >= 0)
+            ret = reported;
+    }
     if (result) {
         cJSON *wrapper = cJSON_CreateObject();
         if (wrapper && cJSON_AddItemToObject(wrapper, "new_file", result))
@@ -97,9 +102,9 @@ static int run_job_file(const struct mw_config *cfg, int argc, char **argv)
 
 const struct cli_command cli_cmd_run = {
     .name = "run",
-    .usage = "JOB.json",
+    .usage = "[--report] JOB.json",
     .summary = "run one job message in this process, without a broker, and print the report",
-    .options = NULL,
+    .options = run_options,
     .min_positional = 1,
     .max_positional = 1,
     .run = run_job_file,

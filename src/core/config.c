@@ -60,6 +60,7 @@ static const struct option_spec options[] = {
     CHOICE("MW_QUEUE_TYPE", "--queue-type", queue_type, queue_type_choices, "work queue type"),
     STR("MW_RETRY_DELAYS", "--retry-delays", retry_delays, "seconds per retry tier, comma separated"),
     STR("MW_EVENTS_EXCHANGE", "--events-exchange", events_exchange, "topic exchange for job events"),
+    STR("MW_AMQP_CACERT", "--amqp-cacert", amqp_cacert, "CA certificates for amqps:// (empty = system bundle)"),
     INT("MW_HEARTBEAT", "--heartbeat", heartbeat_s, 0, 600, "AMQP heartbeat seconds (0 = off)"),
     URL("POSTGRES_DATA_SERVICE_URL", "--data-service-url", data_service_url, "Data Service base URL"),
     SECRET("MW_DATA_SERVICE_TOKEN", "--data-service-token", data_service_token, "bearer token for the Data Service"),
@@ -135,7 +136,9 @@ void mw_config_defaults(struct mw_config *cfg)
         .job_memory_mb = 4096,
         .job_cpu_s = 3600,
         .job_file_size_mb = 16384,
-        .jobs_per_process = 200,
+        /* A replacement costs ~60 ms of dynamic linking (libav and its codec libraries); a job process is
+         * also replaced above half its memory cap, so the count is only a backstop. */
+        .jobs_per_process = 1000,
         .codec_threads = 0,
         .hwaccel = MW_HWACCEL_AUTO,
         .http_listen = "127.0.0.1:9090",

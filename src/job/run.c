@@ -51,6 +51,10 @@ cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const cha
     return out;
 }
 
+/*
+ * A job process that crashed during a job is a permanent failure (the input most likely caused it, and a
+ * retry of a poison message only crashes again); one that could not take the job at all (JOB_LOST) is not.
+ */
 int mw_job_error_is_permanent(int err)
 {
     switch (err) {
@@ -60,8 +64,8 @@ int mw_job_error_is_permanent(int err)
     case AVERROR(EAGAIN):
     case MW_ERR_HTTP_TRANSIENT:
     case MW_ERR_BROKER:
-    case MW_ERR_JOB_CRASHED:
     case MW_ERR_DOWNLOAD_FAILED:
+    case MW_ERR_JOB_LOST:
         return 0;
     default:
         return 1;

@@ -11,8 +11,10 @@
 
 #include "mediaworker/download.h"
 #include "mediaworker/error.h"
+#include "mediaworker/job.h"
 #include "mediaworker/log.h"
 #include "mediaworker/netpolicy.h"
+#include "mediaworker/path.h"
 
 /* Below this many bytes per second for LOW_SPEED_SECONDS a server is considered stalled. */
 #define LOW_SPEED_BYTES 1024
@@ -196,4 +198,37 @@ end:
     if (ret < 0)
         unlink(tmp);
     return ret;
+}
+
+int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size, char *err,
+                          size_t err_size)
+{
+    int64_t bytes = 0;
+    int ret;
+
+    if (snprintf(scratch, size, "%s/%s", cfg->scratch_dir, job->job_id) >= (int)size)
+        return AVERROR(ENAMETOOLONG);
+    ret = mw_path_mkdirs(scratch);
+    if (ret < 0) {
+        snprintf(err, err_size, "cannot create the scratch directory %s", scratch);
+        return ret;
+    }
+    if (snprintf(job->local_input, sizeof(job->local_input), "%s/input", scratch) >= (int)sizeof(job->local_input))
+        return AVERROR(ENAMETOOLONG);
+    ret = mw_download(cfg, job->url, job->local_input, &bytes, err, err_size);
+    if (ret < 0) {
+        job->local_input[0] = '\0';
+        return ret;
+    }
+    mw_log(MW_LOG_INFO, "download", "downloaded %lld bytes", (long long)bytes);
+    return 0;
+}
+
+void mw_download_job_cleanup(const char *scratch, const struct mw_job *job)
+{
+    if (!scratch || !scratch[0])
+        return;
+    if (job->local_input[0])
+        unlink(job->local_input);
+    rmdir(scratch);
 }

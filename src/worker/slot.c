@@ -1,0 +1,374 @@
+/*
+ * One slot thread: delivery -> job -> report -> verdict.
+ *
+ * The decisions, in order:
+ *   - a delivery of an older connection is skipped (the broker already requeued it);
+ *   - while draining, deliveries are left unacked (the broker requeues them when it closes);
+ *   - an invalid message is dead-lettered with its reason (x-mw-error), reported as failed when the user
+ *     id is known, and never retried;
+ *   - a transient job failure (job process lost, scratch disk full, ...) goes to the next retry tier; after
+ *     the last one it is reported as failed and dead-lettered;
+ *   - otherwise the result (processed, or a permanent failure) is reported, and the report's outcome
+ *     decides: 2xx or 404 (user gone) ack; another 4xx dead-letters; retries exhausted go to a retry tier,
+ *     where the redelivery runs the job again (the outputs are rewritten under the same names) and reports.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <libavutil/error.h>
+#include <libavutil/mem.h>
+#include <libavutil/random_seed.h>
+#include <libavutil/time.h>
+
+#include "mediaworker/download.h"
+#include "mediaworker/error.h"
+#include "mediaworker/events.h"
+#include "mediaworker/jobproc.h"
+#include "mediaworker/log.h"
+#include "mediaworker/reporter.h"
+#include "mediaworker/slot.h"
+#include "mediaworker/topology.h"
+
+struct mw_slot {
+    int index;
+    const struct mw_config *cfg;
+    struct mw_broker *broker;
+    struct mw_queue *deliveries;
+    struct mw_slot_shared *shared;
+    pthread_t thread;
+    int started;
+    atomic_int finished;
+    /* jobproc_lock guards the jobproc pointer (created and freed by the slot thread, used by
+     * mw_slot_abandon from the supervisor); everything else belongs to the slot thread once started. */
+    pthread_mutex_t jobproc_lock;
+    struct mw_jobproc *jobproc;
+    struct mw_reporter *reporter;
+};
+
+/* State of one job while it runs: for the progress callback. */
+struct running_job {
+    struct mw_slot *slot;
+    const struct mw_job *job;
+    struct mw_event_throttle throttle;
+};
+
+int mw_slot_new(struct mw_slot **ps, int index, const struct mw_config *cfg, struct mw_broker *broker,
+                struct mw_queue *deliveries, struct mw_slot_shared *shared)
+{
+    struct mw_slot *s = av_mallocz(sizeof(*s));
+    int ret;
+
+    *ps = NULL;
+    if (!s)
+        return AVERROR(ENOMEM);
+    s->index = index;
+    s->cfg = cfg;
+    s->broker = broker;
+    s->deliveries = deliveries;
+    s->shared = shared;
+    pthread_mutex_init(&s->jobproc_lock, NULL);
+    ret = mw_reporter_new(&s->reporter, cfg);
+    if (ret < 0) {
+        pthread_mutex_destroy(&s->jobproc_lock);
+        av_free(s);
+        return ret;
+    }
+    mw_reporter_set_cancel(s->reporter, &shared->abandon);
+    *ps = s;
+    return 0;
+}
+
+static void on_progress(void *opaque, const struct mw_progress *progress)
+{
+    struct running_job *run = opaque;
+    cJSON *extra;
+
+    if (!mw_events_progress_due(&run->throttle, progress->percent, av_gettime_relative()))
+        return;
+    extra = cJSON_CreateObject();
+    if (extra && cJSON_AddStringToObject(extra, "phase", progress->phase ? progress->phase : "") &&
+        cJSON_AddNumberToObject(extra, "percent", progress->percent) &&
+        cJSON_AddNumberToObject(extra, "eta_s", progress->eta_s))
+        mw_events_publish(run->slot->broker, "job.progress", run->job->job_id, run->job->request_id,
+                          run->job->user_id, extra);
+    cJSON_Delete(extra);
+}
+
+/* A new_file for a job that produced no report of its own (process died, message invalid). */
+static cJSON *failed_report(const char *job_id, const char *name, int err, const char *reason)
+{
+    cJSON *report = cJSON_CreateObject();
+    cJSON *error = NULL;
+    char message[512];
+
+    if (reason && *reason)
+        snprintf(message, sizeof(message), "%s: %s", mw_err2str(err), reason);
+    else
+        snprintf(message, sizeof(message), "%s", mw_err2str(err));
+    if (!report || !cJSON_AddStringToObject(report, "job_id", job_id) ||
+        !cJSON_AddStringToObject(report, "name", name) || !cJSON_AddStringToObject(report, "status", "failed") ||
+        !cJSON_AddNullToObject(report, "path") || !cJSON_AddArrayToObject(report, "outputs") ||
+        !(error = cJSON_AddObjectToObject(report, "error")) ||
+        !cJSON_AddStringToObject(error, "code", mw_error_code_name(err)) ||
+        !cJSON_AddStringToObject(error, "message", message) ||
+        !cJSON_AddBoolToObject(error, "permanent", mw_job_error_is_permanent(err))) {
+        cJSON_Delete(report);
+        return NULL;
+    }
+    return report;
+}
+
+static int start_jobproc(struct mw_slot *s)
+{
+    struct mw_jobproc *p = NULL;
+    int ret = mw_jobproc_new(&p, s->cfg);
+
+    pthread_mutex_lock(&s->jobproc_lock);
+    s->jobproc = p;
+    pthread_mutex_unlock(&s->jobproc_lock);
+    return ret;
+}
+
+static int run_job(struct mw_slot *s, struct mw_job *job, const struct mw_delivery *d, cJSON **result,
+                   char *reason, size_t reason_size)
+{
+    struct running_job run = {.slot = s, .job = job};
+    struct mw_job_message message = {d->body, d->body_size, d->message_id, job->request_id, job->local_input};
+    int64_t deadline = av_gettime_relative() + (int64_t)s->cfg->limits.job_deadline_s * 1000000;
+
+    reason[0] = '\0';
+    if (s->cfg->isolation == MW_ISOLATION_NONE)
+        return mw_job_run(s->cfg, job, on_progress, &run, result);
+    if (!s->jobproc) {
+        int ret = start_jobproc(s);
+        if (ret < 0) {
+            snprintf(reason, reason_size, "cannot start a job process: %s", mw_err2str(ret));
+            return MW_ERR_JOB_LOST;
+        }
+    }
+    return mw_jobproc_run(s->jobproc, &message, deadline, on_progress, &run, result, reason, reason_size);
+}
+
+static void publish_outcome(struct mw_slot *s, const struct mw_job *job, const cJSON *result, int ok)
+{
+    cJSON *extra = cJSON_CreateObject();
+    const cJSON *field;
+
+    if (extra) {
+        /* The event carries the report's summary, not the whole probe. */
+        static const char *const keep[] = {"status", "path", "outputs", "error", NULL};
+        for (const char *const *k = keep; *k; k++)
+            if ((field = cJSON_GetObjectItemCaseSensitive(result, *k)))
+                cJSON_AddItemToObject(extra, *k, cJSON_Duplicate(field, 1));
+    }
+    mw_events_publish(s->broker, ok ? "job.completed" : "job.failed", job->job_id, job->request_id, job->user_id,
+                      extra);
+    cJSON_Delete(extra);
+}
+
+/* Reports and settles; takes d. */
+static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const struct mw_job *job, int job_ret,
+                              const cJSON *result, int final_failure)
+{
+    char detail[512];
+    char reason[640];
+    int ret = mw_reporter_send(s->reporter, job->user_id, job->job_id, job->request_id, result, detail,
+                               sizeof(detail));
+
+    if (atomic_load(&s->shared->abandon) && ret == MW_ERR_HTTP_TRANSIENT) {
+        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
+        return;
+    }
+    switch (ret) {
+    case 0:
+    case MW_ERR_HTTP_GONE:
+        if (ret == MW_ERR_HTTP_GONE) {
+            atomic_fetch_add(&s->shared->gone, 1);
+            mw_log(MW_LOG_WARN, "slot", "user %" PRId64 " no longer exists (404); report dropped", job->user_id);
+        }
+        if (job_ret >= 0)
+            mw_log(MW_LOG_INFO, "slot", "job completed and reported in %.3f s",
+                   (double)(av_gettime_relative() - d->received_us) / 1e6);
+        publish_outcome(s, job, result, job_ret >= 0);
+        /* d belongs to the broker thread once settled. */
+        if (final_failure) {
+            const char *message = cJSON_GetStringValue(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
+            snprintf(reason, sizeof(reason), "%s", message ? message : mw_err2str(job_ret));
+            atomic_fetch_add(&s->shared->dead_lettered, 1);
+            mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
+        } else {
+            atomic_fetch_add(job_ret < 0 ? &s->shared->failed : &s->shared->processed, 1);
+            mw_broker_settle(s->broker, d, MW_VERDICT_ACK, NULL);
+        }
+        return;
+    case MW_ERR_HTTP_PERMANENT:
+        snprintf(reason, sizeof(reason), "data service refused the report: %s", detail);
+        mw_log(MW_LOG_ERROR, "slot", "%s", reason);
+        atomic_fetch_add(&s->shared->dead_lettered, 1);
+        mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
+        return;
+    default:
+        snprintf(reason, sizeof(reason), "data service unavailable: %s", detail);
+        mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, detail);
+        atomic_fetch_add(&s->shared->retried, 1);
+        mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, reason);
+        return;
+    }
+}
+
+/* Takes d: dead-letters an invalid message, reporting it first when the user is known. */
+static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t user_id, const char *err)
+{
+    char request_id[MW_REQUEST_ID_MAX];
+    const char *job_id = d->message_id[0] ? d->message_id : "invalid";
+    cJSON *report = NULL;
+    char detail[512];
+
+    if (d->request_id[0])
+        snprintf(request_id, sizeof(request_id), "%s", d->request_id);
+    else
+        snprintf(request_id, sizeof(request_id), "mw-invalid-%08x", av_get_random_seed());
+    snprintf(d->request_id, sizeof(d->request_id), "%s", request_id);
+    mw_log_context_set(d->message_id, request_id);
+    mw_log(MW_LOG_ERROR, "slot", "invalid message dead-lettered: %s", err);
+    atomic_fetch_add(&s->shared->invalid, 1);
+    if (user_id > 0 && (report = failed_report(job_id, "", MW_ERR_INVALID_MESSAGE, err))) {
+        int ret = mw_reporter_send(s->reporter, user_id, job_id, request_id, report, detail, sizeof(detail));
+        if (ret < 0)
+            mw_log(MW_LOG_WARN, "slot", "failure report for the invalid message not delivered: %s", detail);
+    }
+    mw_events_publish(s->broker, "job.failed", job_id, request_id, user_id, NULL);
+    cJSON_Delete(report);
+    atomic_fetch_add(&s->shared->dead_lettered, 1);
+    mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, err);
+}
+
+static void handle(struct mw_slot *s, struct mw_delivery *d)
+{
+    struct mw_job *job = NULL;
+    cJSON *result = NULL;
+    char err[256] = "";
+    char reason[512] = "";
+    char scratch[2048] = "";
+    int64_t user_id = -1;
+    int final_failure = 0;
+    int ret;
+
+    ret = mw_job_parse(d->body, d->body_size, d->message_id[0] ? d->message_id : NULL,
+                       d->request_id[0] ? d->request_id : NULL, s->cfg, &job, &user_id, err, sizeof(err));
+    if (ret < 0) {
+        reject_invalid(s, d, user_id, err);
+        return;
+    }
+    mw_log_context_set(job->job_id, job->request_id);
+    /* A generated request id travels with retried copies, so every attempt logs and reports the same one. */
+    if (!d->request_id[0])
+        snprintf(d->request_id, sizeof(d->request_id), "%s", job->request_id);
+    if (d->redelivered || d->failures) {
+        atomic_fetch_add(&s->shared->redelivered, 1);
+        mw_log(MW_LOG_INFO, "slot", "redelivered job (broker redelivered=%d, failed attempts so far %d)",
+               d->redelivered, d->failures);
+    }
+    mw_log(MW_LOG_INFO, "slot", "job started for user %" PRId64 ": %s", job->user_id, job->path);
+    mw_events_publish(s->broker, "job.started", job->job_id, job->request_id, job->user_id, NULL);
+    /* URL inputs are fetched here, in the supervisor, under the network policy: job processes have no
+     * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
+    ret = job->url[0] ? mw_download_job_input(s->cfg, job, scratch, sizeof(scratch), reason, sizeof(reason)) : 0;
+    if (ret >= 0)
+        ret = run_job(s, job, d, &result, reason, sizeof(reason));
+    mw_download_job_cleanup(scratch, job);
+    if (atomic_load(&s->shared->abandon)) {
+        /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
+        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
+        goto end;
+    }
+    if (ret < 0 && !mw_job_error_is_permanent(ret)) {
+        if (mw_topology_retry_tier(d->failures + 1, mw_broker_tiers(s->broker))) {
+            char why[512];
+            snprintf(why, sizeof(why), "%s%s%s", mw_err2str(ret), reason[0] ? ": " : "", reason);
+            atomic_fetch_add(&s->shared->retried, 1);
+            mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, why);
+            goto end;
+        }
+        final_failure = 1;
+    }
+    if (ret == MW_ERR_INVALID_MESSAGE || ret == MW_ERR_PATH_REFUSED || ret == MW_ERR_UNSUPPORTED_OP)
+        final_failure = 1; /* the message itself is wrong: reported, and kept in the DLQ for a person */
+    if (!result) /* the job process died before answering: the report says why */
+        result = failed_report(job->job_id, job->name[0] ? job->name : job->path, ret, reason);
+    if (!result) {
+        mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, "out of memory building the report");
+        goto end;
+    }
+    report_and_settle(s, d, job, ret, result, final_failure);
+end:
+    mw_log_context_set(NULL, NULL);
+    cJSON_Delete(result);
+    mw_job_free(&job);
+}
+
+static void *slot_main(void *arg)
+{
+    struct mw_slot *s = arg;
+    struct mw_delivery *d;
+
+    while (mw_queue_pop(s->deliveries, (void **)&d, -1) == 0) {
+        if (atomic_load(&s->shared->draining) || d->generation != mw_broker_generation(s->broker)) {
+            /* Left unacked: the broker requeues it (on close, or it already did on the reconnect). */
+            mw_delivery_free(&d);
+            continue;
+        }
+        handle(s, d);
+    }
+    pthread_mutex_lock(&s->jobproc_lock);
+    mw_jobproc_free(&s->jobproc);
+    pthread_mutex_unlock(&s->jobproc_lock);
+    atomic_store(&s->finished, 1);
+    return NULL;
+}
+
+int mw_slot_start(struct mw_slot *s)
+{
+    int ret;
+
+    /* Pre-started, so the first job does not pay for it; a failure here is retried at the first job. */
+    if (s->cfg->isolation == MW_ISOLATION_PROCESS && (ret = start_jobproc(s)) < 0)
+        mw_log(MW_LOG_ERROR, "slot", "slot %d: cannot start its job process: %s", s->index, mw_err2str(ret));
+    ret = pthread_create(&s->thread, NULL, slot_main, s);
+    if (ret)
+        return AVERROR(ret);
+    s->started = 1;
+    return 0;
+}
+
+int mw_slot_finished(const struct mw_slot *s)
+{
+    return !s->started || atomic_load(&((struct mw_slot *)s)->finished);
+}
+
+void mw_slot_abandon(struct mw_slot *s)
+{
+    pthread_mutex_lock(&s->jobproc_lock);
+    if (s->jobproc)
+        mw_jobproc_kill(s->jobproc);
+    pthread_mutex_unlock(&s->jobproc_lock);
+}
+
+void mw_slot_free(struct mw_slot **ps)
+{
+    struct mw_slot *s = ps ? *ps : NULL;
+
+    if (!s)
+        return;
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    mw_jobproc_free(&s->jobproc);
+    mw_reporter_free(&s->reporter);
+    pthread_mutex_destroy(&s->jobproc_lock);
+    av_free(s);
+    *ps = NULL;
+}

@@ -1,0 +1,408 @@
+"""`mediaworker serve` against a private RabbitMQ and a stand-in Data Service.
+
+Covers: the seed message end to end; invalid and hostile messages dead-lettered with the reason; Data
+Service 503 then 200, Retry-After, 404, 400, and down past every retry (retry tier, then processed);
+job processes killed (SIGKILL), past the deadline, at the memory cap; SIGTERM during a job.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+import data_service
+import mwtest
+import rabbitmq
+from mwtest import check
+from worker import Worker, publish, queue_depth, take_all, wait_until
+
+QUEUE = "media.process"
+
+
+def new_files(requests, job_id=None, status=None):
+    out = []
+    for r in requests:
+        nf = (r["json"] or {}).get("new_file") or {}
+        if (job_id is None or nf.get("job_id") == job_id) and (status is None or r["status"] == status):
+            out.append(nf)
+    return out
+
+
+def settled(broker):
+    """Nothing ready in the work queue or the retry tiers."""
+    return all(queue_depth(broker, q) == 0 for q in (QUEUE, QUEUE + ".retry.1", QUEUE + ".retry.2"))
+
+
+def test_seed_message(broker, ds, roots):
+    w = Worker(broker, ds, *roots).start()
+    job_id = publish(broker, {"user_id": 42, "file_info": {"path": "clip.mp4"}}, request_id="req-seed-1")
+    reqs = ds.wait_for(lambda r: len(r) >= 1, 30)
+    check(w.stop() == 0, "seed: worker exits 0 on SIGTERM")
+    r = reqs[0]
+    nf = r["json"]["new_file"]
+    check(r["method"] == "PATCH" and r["path"] == "/api/v1/users/42/files", f"seed: PATCH path {r['path']}")
+    check(r["headers"].get("X-Request-ID") == "req-seed-1", "seed: X-Request-ID propagated")
+    check(r["headers"].get("Idempotency-Key") == job_id == nf.get("job_id"), "seed: Idempotency-Key is the job id")
+    check(nf.get("status") == "processed", f"seed: status {nf.get('status')}")
+    check(nf.get("probe", {}).get("streams", [{}])[0].get("width") == 320, "seed: probe summary in the report")
+    probe_out = os.path.join(roots[1], "42", job_id, "probe.json")
+    check(os.path.exists(probe_out), "seed: probe.json written under <output>/<user>/<job>/")
+    check(len(reqs) == 1, f"seed: exactly one report ({len(reqs)})")
+    check(queue_depth(broker, QUEUE) == 0, "seed: message acked (queue empty after the worker left)")
+    logs = [l for l in w.log_lines() if l.get("request_id") == "req-seed-1"]
+    check(len(logs) >= 2 and all(l.get("job_id") == job_id for l in logs), "seed: log lines carry job and request id")
+
+
+def test_submit_and_isolation_none(broker, ds, roots):
+    """`mediaworker submit` publishes jobs the worker runs (here in-process, MW_ISOLATION=none)."""
+    w = Worker(broker, ds, *roots, MW_ISOLATION="none").start()
+    check(not w.job_pids(), "isolation none: no job processes")
+    env = dict(w.env)
+    out = mwtest.run(["submit", "--op", "probe", "--user-id", "77", "clip.mp4",
+                      os.path.join(roots[0], "clip.mp4")], env=env, timeout=60)
+    check(out.returncode == 0, f"submit: exit {out.returncode}: {out.stderr[-500:]}")
+    jobs = [json.loads(line) for line in out.stdout.splitlines()]
+    check(len(jobs) == 2 and all(j["path"] == "clip.mp4" for j in jobs), f"submit: paths relative ({jobs})")
+    ds.wait_for(lambda r: len(r) >= 2, 30)
+    check(w.stop() == 0, "isolation none: worker exits 0")
+    for j in jobs:
+        r = ds.reports_for(j["job_id"], 200)
+        check(len(r) == 1 and r[0]["headers"].get("X-Request-ID") == j["request_id"] and
+              r[0]["path"] == "/api/v1/users/77/files", f"submit: job {j['job_id']} reported with its ids")
+
+
+def test_run_with_report(broker, ds, roots):
+    """`mediaworker run --report` sends the same report as the worker would."""
+    job = os.path.join(mwtest.WORKDIR, "run-report.json")
+    with open(job, "w") as f:
+        json.dump({"job_id": "run-report-1", "user_id": 3, "file_info": {"path": "clip.mp4"}}, f)
+    ds.script(503)
+    env = {"POSTGRES_DATA_SERVICE_URL": ds.url, "MW_INPUT_ROOT": roots[0], "MW_OUTPUT_ROOT": roots[1],
+           "MW_DEFAULT_OPERATIONS": "probe", "MW_DATA_SERVICE_TOKEN": "s3cret"}
+    out = mwtest.run(["run", "--report", job], env=env, timeout=60)
+    check(out.returncode == 0, f"run --report: exit {out.returncode}: {out.stderr[-500:]}")
+    check([r["status"] for r in ds.requests] == [503, 200], "run --report: retried the 503")
+    r = ds.requests[-1]
+    check(r["headers"].get("Idempotency-Key") == "run-report-1" and
+          r["headers"].get("Authorization") == "Bearer s3cret", "run --report: idempotency key and bearer token")
+    check("s3cret" not in out.stderr, "run --report: the token is not logged")
+    ds.reset(default=404)
+    out = mwtest.run(["run", "--report", job], env=env, timeout=60)
+    check(out.returncode == 1, "run --report: a refused report fails the command")
+
+
+def test_invalid_messages(broker, ds, roots):
+    w = Worker(broker, ds, *roots).start()
+    cases = {
+        "not-json": (b"{not json", None),
+        "not-object": (b"[1, 2]", None),
+        "no-user": ({"file_info": {"path": "clip.mp4"}}, None),
+        "bad-user": ({"user_id": "forty-two", "file_info": {"path": "clip.mp4"}}, None),
+        "no-file-info": ({"user_id": 7}, 7),
+        "file-info-type": ({"user_id": 7, "file_info": "clip.mp4"}, 7),
+        "dotdot": ({"user_id": 7, "file_info": {"path": "../../etc/passwd"}}, 7),
+        "protocol": ({"user_id": 7, "file_info": {"path": "concat:clip.mp4|clip.mp4"}}, 7),
+        "absolute": ({"user_id": 7, "file_info": {"path": "/etc/passwd"}}, 7),
+        "unknown-op": ({"user_id": 7, "file_info": {"path": "clip.mp4"}, "operations": [{"type": "explode"}]}, 7),
+    }
+    ids = {}
+    for name, (body, _) in cases.items():
+        ids[publish(broker, body, message_id=f"invalid-{name}")] = name
+    dead = wait_until(lambda: queue_depth(broker, QUEUE + ".dead") >= len(cases) and True, 30,
+                      what="every invalid message dead-lettered")
+    time.sleep(0.5)
+    check(w.stop() == 0, "invalid: worker exits 0")
+    dead = take_all(broker, QUEUE + ".dead")
+    by_id = {p.message_id: p for p, _ in dead}
+    check(dead and len(dead) == len(cases), f"invalid: {len(dead)} of {len(cases)} dead-lettered exactly once")
+    for message_id, name in ids.items():
+        props = by_id.get(message_id)
+        if not check(props is not None, f"invalid {name}: in the dead-letter queue"):
+            continue
+        check(bool((props.headers or {}).get("x-mw-error")), f"invalid {name}: x-mw-error header")
+    check("user_id" in str(by_id["invalid-no-user"].headers.get("x-mw-error")), "invalid: reason names the field")
+    reported = {nf.get("job_id") for nf in new_files(ds.requests)}
+    for name, (_, user) in cases.items():
+        if user:
+            check(f"invalid-{name}" in reported, f"invalid {name}: reported as failed (user known)")
+    for nf in new_files(ds.requests):
+        check(nf.get("status") == "failed" and nf.get("error", {}).get("code"), f"invalid: failure report {nf}")
+    check(settled(broker), "invalid: never requeued or retried")
+
+
+def test_report_503_then_200(broker, ds, roots):
+    ds.script(503, ("retry_after", 503, "1"))
+    w = Worker(broker, ds, *roots).start()
+    job_id = publish(broker, {"user_id": 5, "file_info": {"path": "clip.mp4"}})
+    reqs = ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    time.sleep(0.5)
+    check(w.stop() == 0, "503: worker exits 0")
+    statuses = [r["status"] for r in ds.requests]
+    check(statuses == [503, 503, 200], f"503: statuses {statuses}")
+    check(len(new_files(ds.requests, job_id, 200)) == 1, "503: exactly one successful report")
+    check(reqs[2]["time"] - reqs[1]["time"] >= 0.95, "503: Retry-After: 1 honoured")
+    keys = {r["headers"].get("Idempotency-Key") for r in ds.requests}
+    check(keys == {job_id}, "503: every attempt carries the same Idempotency-Key")
+    check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "503: acked once, nothing retried")
+
+
+def test_report_404_and_400(broker, ds, roots):
+    ds.script(404, 400)
+    w = Worker(broker, ds, *roots, MW_SLOTS=1).start()
+    gone = publish(broker, {"user_id": 6, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len(r) >= 1, 30)
+    refused = publish(broker, {"user_id": 6, "file_info": {"path": "clip.mp4"}})
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="400 dead-lettered")
+    time.sleep(0.5)
+    check(w.stop() == 0, "404: worker exits 0")
+    check(len(ds.reports_for(gone)) == 1, "404: reported once, not retried")
+    check(len(ds.reports_for(refused)) == 1, "400: reported once, not retried")
+    dead = take_all(broker, QUEUE + ".dead")
+    check(len(dead) == 1 and dead[0][0].message_id == refused and
+          "refused" in dead[0][0].headers.get("x-mw-error", ""), "400: dead-lettered with the reason")
+    check(settled(broker), "404/400: nothing left in the work or retry queues")
+
+
+def test_data_service_down(broker, ds, roots):
+    ds.reset(default=503)
+    w = Worker(broker, ds, *roots).start()
+    job_id = publish(broker, {"user_id": 8, "file_info": {"path": "clip.mp4"}})
+    # HTTP_CLIENT_RETRIES=2: three attempts, then the message goes to the 1 s retry tier and comes back.
+    ds.wait_for(lambda r: len(r) >= 4, 30)
+    ds.default = 200
+    ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    time.sleep(0.5)
+    check(w.stop() == 0, "down: worker exits 0")
+    ok = new_files(ds.requests, job_id, 200)
+    check(len(ok) == 1 and ok[0].get("status") == "processed", "down: processed and reported once it came back")
+    logs = "\n".join(json.dumps(l) for l in w.log_lines())
+    check(f"{QUEUE}.retry.1" in logs, "down: went through the first retry tier")
+    check("redelivered job" in logs, "down: the redelivery is recognised")
+    check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "down: nothing lost, nothing dead")
+
+
+def test_data_service_gone_for_good(broker, ds, roots):
+    ds.reset(default="drop")
+    w = Worker(broker, ds, *roots, HTTP_CLIENT_RETRIES=0, MW_RETRY_DELAYS="1").start()
+    job_id = publish(broker, {"user_id": 9, "file_info": {"path": "clip.mp4"}})
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="dead-lettered after the last tier")
+    check(w.stop() == 0, "gone: worker exits 0")
+    dead = take_all(broker, QUEUE + ".dead")
+    check(len(dead) == 1 and dead[0][0].message_id == job_id and dead[0][0].headers.get("x-mw-attempt") == 2,
+          f"gone: in the DLQ after 2 attempts ({dead[0][0].headers if dead else None})")
+    ds.reset()
+
+
+def stopped_job_process(w, broker, body):
+    """Stops every job process, publishes body and waits until a slot has handed it over."""
+    pids = w.job_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    job_id = publish(broker, body)
+    wait_until(lambda: any("job started" in l.get("msg", "") and l.get("job_id") == job_id for l in w.log_lines()),
+               20, what="job handed to a job process")
+    return job_id, pids
+
+
+def test_report_stall_and_events(broker, ds, roots):
+    """A Data Service that never answers costs one HTTP_CLIENT_TIMEOUT, then the retry succeeds; the job's
+    events reach the events exchange with its ids."""
+    conn = broker.connection()
+    ch = conn.channel()
+    ch.exchange_declare("media.events", "topic", durable=True)
+    events_queue = ch.queue_declare("", exclusive=True).method.queue
+    ch.queue_bind(events_queue, "media.events", "job.#")
+    ds.stall_s = 3
+    ds.script("stall")
+    w = Worker(broker, ds, *roots, HTTP_CLIENT_TIMEOUT=1).start()
+    job_id = publish(broker, {"user_id": 14, "file_info": {"path": "clip.mp4"}}, request_id="req-stall")
+    ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    time.sleep(0.3)
+    check(w.stop() == 0, "stall: worker exits 0")
+    check([r["status"] for r in ds.requests] == ["stall", 200], f"stall: {[r['status'] for r in ds.requests]}")
+    events = []
+    while True:
+        method, _, body = ch.basic_get(events_queue, auto_ack=True)
+        if method is None:
+            break
+        events.append((method.routing_key, json.loads(body)))
+    conn.close()
+    kinds = [k for k, e in events if e.get("job_id") == job_id]
+    check(kinds[:1] == ["job.started"] and kinds[-1:] == ["job.completed"], f"events: {kinds}")
+    check(all(e.get("request_id") == "req-stall" and e.get("user_id") == 14 for _, e in events),
+          "events: carry the request and user ids")
+    check(settled(broker), "stall: acked")
+
+
+def test_recycle_and_heartbeat(broker, ds, roots):
+    """Job processes are replaced after MW_JOBS_PER_PROCESS jobs; a job that outlasts several heartbeat
+    intervals does not cost the broker connection."""
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOBS_PER_PROCESS=2, MW_HEARTBEAT=1).start()
+    seen = set()
+    jobs = []
+    for i in range(5):
+        jobs.append(publish(broker, {"user_id": 15, "file_info": {"path": "clip.mp4"}}))
+        ds.wait_for(lambda r, n=i + 1: len(r) >= n, 20)
+        seen.update(w.job_pids())
+    check(len(seen) >= 3, f"recycle: 5 jobs at 2 per process used {len(seen)} processes")
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 15, "file_info": {"path": "clip.mp4"}})
+    time.sleep(4)
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    ds.wait_for(lambda r: len(r) >= 6, 20)
+    check(new_files(ds.requests, job_id)[0].get("status") == "processed", "heartbeat: the long job completed")
+    logs = w.log_lines()
+    check(sum("connected to" in l.get("msg", "") for l in logs) == 1, "heartbeat: the connection survived")
+    check(w.stop() == 0, "recycle: worker exits 0")
+    check(settled(broker), "recycle: everything acked")
+
+
+def test_job_process_killed(broker, ds, roots):
+    ds.reset()
+    w = Worker(broker, ds, *roots).start()
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 10, "file_info": {"path": "clip.mp4"}})
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    ds.wait_for(lambda r: len(r) >= 1, 20)
+    nf = new_files(ds.requests, job_id)
+    check(nf and nf[0].get("status") == "failed" and "crashed: SIGKILL" in nf[0].get("error", {}).get("message", ""),
+          f"killed: reported failed with the reason ({nf})")
+    check(w.alive(), "killed: the worker keeps serving")
+    after = [publish(broker, {"user_id": 10, "file_info": {"path": "clip.mp4"}}) for _ in range(3)]
+    ds.wait_for(lambda r: len(r) >= 4, 30)
+    check(all(new_files(ds.requests, j, 200)[0].get("status") == "processed" for j in after),
+          "killed: the next jobs are fine")
+    check(len(w.job_pids()) == 2 and not set(w.job_pids()) & set(pids), "killed: job processes replaced")
+    check(w.stop() == 0, "killed: worker exits 0")
+
+
+def test_job_deadline(broker, ds, roots):
+    ds.reset()
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_DEADLINE=1).start()
+    job_id, _ = stopped_job_process(w, broker, {"user_id": 11, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len(r) >= 1, 20)
+    nf = new_files(ds.requests, job_id)
+    check(nf and "timeout" in nf[0].get("error", {}).get("message", ""), f"deadline: failed with timeout ({nf})")
+    nxt = publish(broker, {"user_id": 11, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len(r) >= 2, 20)
+    check(new_files(ds.requests, nxt)[0].get("status") == "processed", "deadline: the next job is fine")
+    check(w.stop() == 0, "deadline: worker exits 0")
+
+
+def test_memory_cap(broker, ds, roots):
+    """Needs a decoding operation (thumbnail) in the build; skipped with a note when it is not there."""
+    ds.reset()
+    probe_w = Worker(broker, ds, *roots, MW_SLOTS=1).start()
+    pid = probe_w.job_pids()[0]
+    baseline_kb = int([l for l in open(f"/proc/{pid}/status") if l.startswith("VmSize")][0].split()[1])
+    probe_w.stop()
+    low = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_MEMORY_MB=64).start(ready="serving")
+    if any("not applied under AddressSanitizer" in l.get("msg", "") for l in low.log_lines()):
+        low.stop()
+        print("memory cap: skipped (AddressSanitizer build: RLIMIT_AS is not applied)", file=sys.stderr)
+        return
+    wait_until(lambda: any("MW_JOB_MEMORY_MB=64 is too low" in l.get("msg", "") for l in low.log_lines()), 10,
+               what="too-low memory cap explained")
+    check(low.alive(), "memory: a cap below the libraries' mapping is refused, the worker stays up")
+    # No job process can take a job: a transient failure, retried through every tier, then dead-lettered.
+    lost = publish(broker, {"user_id": 12, "file_info": {"path": "clip.mp4"}})
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="job dead-lettered after the tiers")
+    check(low.stop() == 0, "memory: worker with a too-low cap exits 0")
+    dead = take_all(broker, QUEUE + ".dead")
+    check(dead[0][0].message_id == lost and dead[0][0].headers.get("x-mw-attempt") == 3,
+          f"lost: dead-lettered after 3 attempts ({dead[0][0].headers})")
+    nf = new_files(ds.requests, lost)
+    check(len(nf) == 1 and nf[0].get("error", {}).get("code") == "JOB_LOST", f"lost: reported failed once ({nf})")
+    logs = "\n".join(l.get("msg", "") for l in low.log_lines())
+    check(f"{QUEUE}.retry.1" in logs and f"{QUEUE}.retry.2" in logs, "lost: went through both retry tiers")
+    ds.reset()
+    cap_mb = baseline_kb // 1024 + 40
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_MEMORY_MB=cap_mb).start()
+    big = publish(broker, {"user_id": 12, "file_info": {"path": "big.ts"}, "operations": [{"type": "thumbnail"}]})
+    ds.wait_for(lambda r: len(r) >= 1, 30)
+    nf = new_files(ds.requests, big)[0]
+    if nf.get("error", {}).get("code") == "UNSUPPORTED_OP":
+        print("memory cap at a decoding job: skipped (no thumbnail operation in this build)", file=sys.stderr)
+        take_all(broker, QUEUE + ".dead")
+        w.stop()
+        return
+    check(nf.get("status") == "failed" and nf.get("error", {}).get("code") in ("JOB_MEMORY", "JOB_CRASHED"),
+          f"memory: failed at the cap ({nf.get('error')})")
+    nxt = publish(broker, {"user_id": 12, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len(r) >= 2, 30)
+    check(new_files(ds.requests, nxt)[0].get("status") == "processed", "memory: the next job is fine")
+    check(w.stop() == 0, "memory: worker exits 0")
+
+
+def test_sigterm_during_job(broker, ds, roots):
+    ds.reset()
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_SHUTDOWN_GRACE=1).start()
+    job_id, _ = stopped_job_process(w, broker, {"user_id": 13, "file_info": {"path": "clip.mp4"}})
+    started = time.monotonic()
+    code = w.stop(timeout=30)
+    check(code == 0, f"sigterm: exit status {code}")
+    check(time.monotonic() - started < 10, "sigterm: stopped soon after the grace")
+    check(not ds.reports_for(job_id), "sigterm: the unfinished job was not reported")
+    check(queue_depth(broker, QUEUE) == 1, "sigterm: the unfinished job is back in the queue")
+    w2 = Worker(broker, ds, *roots, MW_SLOTS=1).start()
+    ds.wait_for(lambda r: len(r) >= 1, 30)
+    check(new_files(ds.requests, job_id)[0].get("status") == "processed", "sigterm: requeued job processed later")
+    check(w2.stop() == 0, "sigterm: second worker exits 0")
+
+
+def test_sigterm_job_finishes_in_grace(broker, ds, roots):
+    """A job that finishes within MW_SHUTDOWN_GRACE is reported and acked before the worker exits."""
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_SHUTDOWN_GRACE=20).start()
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}})
+    w.signal(signal.SIGTERM)
+    wait_until(lambda: any("SIGTERM received" in l.get("msg", "") for l in w.log_lines()), 10, what="SIGTERM seen")
+    time.sleep(0.5)
+    check(w.alive(), "grace: the worker waits for the job in flight")
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+    code = w.wait(timeout=30)
+    check(code == 0, f"grace: exit status {code}")
+    nf = new_files(ds.requests, job_id, 200)
+    check(len(nf) == 1 and nf[0].get("status") == "processed", "grace: the job completed and was reported")
+    check(settled(broker), "grace: and acked (nothing requeued)")
+
+
+def main():
+    work = mwtest.fresh_dir("worker")
+    input_root = os.path.join(work, "in")
+    output_root = os.path.join(work, "out")
+    os.makedirs(input_root)
+    os.link(mwtest.media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
+                                             "-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+            os.path.join(input_root, "clip.mp4"))
+    os.link(mwtest.media("worker-8k.ts", ["-f", "lavfi", "-i", "testsrc2=size=7680x4320:rate=1:duration=1",
+                                          "-frames:v", "1", "-c:v", "libx264", "-preset", "ultrafast",
+                                          "-pix_fmt", "yuv420p"]),
+            os.path.join(input_root, "big.ts"))
+    roots = (input_root, output_root)
+    tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
+             test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
+             test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
+             test_memory_cap, test_sigterm_during_job, test_sigterm_job_finishes_in_grace]
+    only = sys.argv[1:]
+    with rabbitmq.RabbitMQ(work) as broker:
+        ds = data_service.DataService().start()
+        try:
+            for test in tests:
+                if only and test.__name__ not in only:
+                    continue
+                ds.reset()
+                started = time.monotonic()
+                try:
+                    test(broker, ds, roots)
+                except Exception as e:  # a timeout in one scenario must not hide the others
+                    check(False, f"{test.__name__}: {type(e).__name__}: {e}")
+                print(f"{test.__name__}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+                take_all(broker, QUEUE + ".dead")
+        finally:
+            ds.stop()
+    mwtest.finish()
+
+
+if __name__ == "__main__":
+    main()

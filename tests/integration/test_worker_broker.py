@@ -1,0 +1,117 @@
+"""The worker and the broker going away: a broker restart mid-run (reconnect, re-declare, re-consume, every
+message processed), two workers competing on one queue, the queue deleted under the worker, a dead node in
+the URL list, and a quorum work queue. One broker for the file (restarted by the first scenario)."""
+import os
+import sys
+import time
+
+import data_service
+import mwtest
+import rabbitmq
+from mwtest import check
+from worker import Worker, publish, queue_depth, wait_until
+
+QUEUE = "media.process"
+
+
+def reported_ok(ds):
+    return {r["json"]["new_file"]["job_id"] for r in ds.requests
+            if r["status"] == 200 and (r["json"] or {}).get("new_file", {}).get("status") == "processed"}
+
+
+def test_broker_restart(broker, roots):
+    ds = data_service.DataService().start()
+    w = Worker(broker, ds, *roots, name="restart").start()
+    first = [publish(broker, {"user_id": 20, "file_info": {"path": "clip.mp4"}}) for _ in range(10)]
+    ds.wait_for(lambda r: reported_ok(ds) >= set(first), 60)
+    # Queue up work, then take the broker away while the worker is busy with it.
+    second = [publish(broker, {"user_id": 21, "file_info": {"path": "clip.mp4"}}) for _ in range(20)]
+    broker.restart()
+    third = [publish(broker, {"user_id": 22, "file_info": {"path": "clip.mp4"}}) for _ in range(10)]
+    try:
+        ds.wait_for(lambda r: reported_ok(ds) >= set(first + second + third), 90)
+    except TimeoutError as e:
+        check(False, f"restart: {e}; missing {len(set(first + second + third) - reported_ok(ds))}")
+    check(w.alive(), "restart: the worker survived the broker restart")
+    logs = w.log_lines()
+    check(sum("connected to" in l.get("msg", "") for l in logs) >= 2, "restart: reconnected")
+    time.sleep(0.5)
+    check(w.stop() == 0, "restart: worker exits 0")
+    check(queue_depth(broker, QUEUE) == 0, "restart: nothing left unprocessed")
+    ds.stop()
+
+
+def test_two_workers(broker, roots):
+    ds = data_service.DataService().start()
+    w1 = Worker(broker, ds, *roots, name="w1", MW_SLOTS=1).start()
+    w2 = Worker(broker, ds, *roots, name="w2", MW_SLOTS=1).start()
+    jobs = [publish(broker, {"user_id": 30, "file_info": {"path": "clip.mp4"}}) for _ in range(30)]
+    ds.wait_for(lambda r: reported_ok(ds) >= set(jobs), 60)
+    time.sleep(0.3)
+    check(w1.stop() == 0 and w2.stop() == 0, "two workers: both exit 0")
+    per_worker = [sum("job completed" in l.get("msg", "") for l in w.log_lines()) for w in (w1, w2)]
+    check(sum(per_worker) >= 30 and all(n > 0 for n in per_worker), f"two workers: shared the jobs {per_worker}")
+    check(queue_depth(broker, QUEUE) == 0, "two workers: queue drained")
+    ds.stop()
+
+
+def test_queue_deleted_and_cluster_urls(broker, roots):
+    """consumer_cancel_notify: the queue deleted under the worker makes it re-declare and consume again.
+    RABBITMQ_URL lists a dead node first: the worker moves on to the live one."""
+    ds = data_service.DataService().start()
+    dead = f"amqp://guest:guest@127.0.0.1:{rabbitmq.free_port()}/%2F"
+    w = Worker(broker, ds, *roots, name="cancel", RABBITMQ_URL=f"{dead},{broker.url}").start()
+    first = publish(broker, {"user_id": 50, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: first in reported_ok(ds), 30)
+    conn = broker.connection()
+    conn.channel().queue_delete(QUEUE)
+    conn.close()
+    wait_until(lambda: any("cancelled our consumer" in l.get("msg", "") for l in w.log_lines()), 15,
+               what="basic.cancel noticed")
+    wait_until(lambda: sum("consuming" in l.get("msg", "") for l in w.log_lines()) >= 2, 20,
+               what="consuming again")
+    second = publish(broker, {"user_id": 50, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: second in reported_ok(ds), 30)
+    check(w.stop() == 0, "cancel: worker exits 0")
+    ds.stop()
+
+
+def test_quorum_queue(broker, roots):
+    ds = data_service.DataService().start()
+    queue = "media.quorum"
+    w = Worker(broker, ds, *roots, name="quorum", MW_QUEUE_TYPE="quorum", MW_QUEUE=queue).start()
+    jobs = [publish(broker, {"user_id": 40, "file_info": {"path": "clip.mp4"}}, routing_key=queue)
+            for _ in range(5)]
+    ds.wait_for(lambda r: reported_ok(ds) >= set(jobs), 30)
+    check(w.stop() == 0, "quorum: worker exits 0")
+    # A classic worker on the quorum queue is refused by the broker and says what to change.
+    w2 = Worker(broker, ds, *roots, name="classic", MW_QUEUE_TYPE="classic", MW_QUEUE=queue).start(ready=None)
+    wait_until(lambda: any("MW_QUEUE_TYPE" in l.get("msg", "") for l in w2.log_lines()), 15,
+               what="queue type mismatch logged")
+    check(w2.stop() == 0, "quorum: mismatched worker still stops cleanly")
+    ds.stop()
+
+
+def main():
+    work = mwtest.fresh_dir("worker-broker")
+    input_root = os.path.join(work, "in")
+    os.makedirs(input_root)
+    os.link(mwtest.media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
+                                             "-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+            os.path.join(input_root, "clip.mp4"))
+    roots = (input_root, os.path.join(work, "out"))
+    with rabbitmq.RabbitMQ(work) as broker:
+        for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_quorum_queue):
+            if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
+                continue
+            started = time.monotonic()
+            try:
+                test(broker, roots)
+            except Exception as e:
+                check(False, f"{test.__name__}: {type(e).__name__}: {e}")
+            print(f"{test.__name__}: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    mwtest.finish()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""A private RabbitMQ node for tests and the demo.
+
+Each node gets its own name, AMQP and distribution ports, Mnesia and log directories and HOME (so its
+Erlang cookie never meets a system one), and no plugins. It runs the broker script directly, not the
+Debian wrapper that switches to the rabbitmq user, so it works the same as root in CI and as a user.
+Readiness is an AMQP handshake, not rabbitmq-diagnostics, so no epmd lookup or cookie is involved.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+try:
+    import pika  # noqa: F401
+except ImportError:
+    # Debian's python3-pika lives in the system site; a pyenv or venv interpreter does not see it.
+    sys.path.append("/usr/lib/python3/dist-packages")
+    import pika  # noqa: F401
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RabbitMQ:
+    """start() / stop() / restart() a private node; url is its amqp:// URL (guest works on localhost)."""
+
+    def __init__(self, base_dir, port=None):
+        self.port = port or free_port()
+        self.dist_port = free_port()
+        self.base = os.path.join(base_dir, f"rabbitmq-{self.port}")
+        self.node = f"mwtest-{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.proc = None
+
+    def _env(self):
+        env = dict(os.environ)
+        conf = os.path.join(self.base, "rabbitmq")
+        with open(conf + ".conf", "w") as f:
+            f.write("listeners.tcp.default = 127.0.0.1:%d\n" % self.port)
+            f.write("loopback_users = none\n")
+            # Tests fill disks and memory on purpose elsewhere; the broker must not block publishers then.
+            f.write("disk_free_limit.absolute = 1MB\n")
+            f.write("vm_memory_high_watermark.relative = 0.8\n")
+        plugins = os.path.join(self.base, "enabled_plugins")
+        with open(plugins, "w") as f:
+            f.write("[].\n")
+        env.update({
+            "HOME": self.base,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.base, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.base, "log"),
+            "RABBITMQ_CONFIG_FILE": conf,
+            "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+            "RABBITMQ_PLUGINS_EXPAND_DIR": os.path.join(self.base, "plugins-expand"),
+            "RABBITMQ_PID_FILE": os.path.join(self.base, "pid"),
+            "RABBITMQ_CONF_ENV_FILE": os.path.join(self.base, "rabbitmq-env.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": os.path.join(self.base, "advanced.config"),
+            "RABBITMQ_LOGS": os.path.join(self.base, "log", "node.log"),
+        })
+        open(env["RABBITMQ_CONF_ENV_FILE"], "a").close()
+        return env
+
+    def start(self, timeout=60):
+        os.makedirs(os.path.join(self.base, "log"), exist_ok=True)
+        env = self._env()
+        self.log = open(os.path.join(self.base, "console.log"), "ab")
+        self.proc = subprocess.Popen([SERVER], env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.base)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}; see {self.base}")
+            if self.ready():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"rabbitmq-server did not become ready in {timeout} s; see {self.base}")
+
+    def ready(self):
+        try:
+            conn = pika.BlockingConnection(pika.URLParameters(self.url + "?connection_attempts=1&socket_timeout=2"))
+        except Exception:
+            return False
+        conn.close()
+        return True
+
+    def stop(self, timeout=30):
+        if not self.proc:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        # epmd is shared by every Erlang node on the machine and outlives ours; it is left running.
+        self.proc = None
+        self.log.close()
+
+    def restart(self, down_s=0.0):
+        self.stop()
+        time.sleep(down_s)
+        return self.start()
+
+    def connection(self):
+        return pika.BlockingConnection(pika.URLParameters(self.url))
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
