@@ -139,6 +139,32 @@ static void send_progress(void *opaque, const struct mw_progress *progress)
         mw_jobproc_frame_write(c->fd, text, (size_t)len);
 }
 
+/*
+ * Decoders often turn a refused allocation into "no frame" or "invalid data" rather than ENOMEM, so the
+ * job's own error can hide the cap. The peak address space says it: a failed job whose process came
+ * within 1/16 of RLIMIT_AS was stopped by the cap.
+ */
+static int reached_memory_cap(const struct mw_config *cfg)
+{
+#ifdef MW_ADDRESS_SANITIZER
+    (void)cfg;
+    return 0;
+#else
+    uint64_t cap = (uint64_t)cfg->job_memory_mb << 20;
+    unsigned long long peak_kb = 0;
+    char line[256];
+    FILE *status = fopen("/proc/self/status", "r");
+
+    if (!status)
+        return 0;
+    while (fgets(line, sizeof(line), status))
+        if (sscanf(line, "VmPeak: %llu kB", &peak_kb) == 1)
+            break;
+    fclose(status);
+    return (uint64_t)peak_kb * 1024 >= cap - cap / 16;
+#endif
+}
+
 /* Rewrites the report's error for a job that ran out of memory under the cap. */
 static void mark_memory_limit(const struct mw_config *cfg, cJSON *result)
 {
@@ -204,7 +230,7 @@ static int serve_one(struct child *c, const char *text, size_t size, int *retire
     arm_cpu_limit(&c->cfg);
     c->last_progress = 0;
     ret = mw_job_run(&c->cfg, job, send_progress, c, &result);
-    if (ret == AVERROR(ENOMEM)) {
+    if (ret == AVERROR(ENOMEM) || (ret < 0 && reached_memory_cap(&c->cfg))) {
         ret = MW_ERR_JOB_MEMORY;
         *retire = 1;
         if (result)

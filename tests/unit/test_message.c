@@ -153,7 +153,10 @@ static void error_classes(void **state)
     assert_true(mw_job_error_is_permanent(MW_ERR_TOO_MANY_PIXELS));
     assert_false(mw_job_error_is_permanent(AVERROR(ENOSPC)));
     assert_false(mw_job_error_is_permanent(MW_ERR_HTTP_TRANSIENT));
-    assert_false(mw_job_error_is_permanent(MW_ERR_JOB_CRASHED));
+    /* A crash caused by the input would recur on every retry; a process that never took the job would not. */
+    assert_true(mw_job_error_is_permanent(MW_ERR_JOB_CRASHED));
+    assert_false(mw_job_error_is_permanent(MW_ERR_JOB_LOST));
+    assert_false(mw_job_error_is_permanent(MW_ERR_DOWNLOAD_FAILED));
 }
 
 int main(void)
