@@ -44,13 +44,44 @@ def make_samples(input_root):
     return names
 
 
-def operations(env, input_root, sample):
-    """probe, plus thumbnail when this build has it (asked of the binary, not assumed)."""
-    job = os.path.join(DEMO, "detect.json")
-    with open(job, "w") as f:
-        json.dump({"user_id": 1, "file_info": {"path": sample}, "operations": [{"type": "thumbnail"}]}, f)
-    out = subprocess.run([BIN, "run", job], env=env, capture_output=True, text=True)
-    return "probe,thumbnail" if "UNSUPPORTED_OP" not in out.stdout else "probe"
+OPERATIONS = [
+    {"type": "probe"},
+    {"type": "thumbnail", "at": "50%", "width": 640, "select": "best"},
+    {"type": "storyboard", "interval": 1, "tile_width": 160, "columns": 5},
+    {"type": "transcode", "preset": "web", "renditions": [720, 360], "hls": True},
+]
+
+
+def results_page(output_root, requests):
+    """Writes index.html next to the outputs from the reports the Data Service received."""
+    reports = os.path.join(DEMO, "reports.json")
+    with open(reports, "w") as f:
+        json.dump([r["json"] for r in requests if r["status"] == 200], f)
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "results_page.py"), output_root, reports],
+                   check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(output_root, "index.html")
+
+
+def serve_page(output_root):
+    """Serves the results on loopback until Ctrl-C when a person is watching; prints how otherwise."""
+    import functools
+    import http.server
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=output_root)
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0 if not port_free(8088) else 8088), handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    if not sys.stdin.isatty():
+        server.server_close()
+        print(f"== results page written; view it with: python3 -m http.server -d {os.path.relpath(output_root)} "
+              f"-b 127.0.0.1 8088, then open http://127.0.0.1:8088/index.html", flush=True)
+        return
+    print(f"== results page: {url}   (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main():
@@ -70,17 +101,17 @@ def main():
         env = dict(os.environ, RABBITMQ_URL=broker.url, POSTGRES_DATA_SERVICE_URL=ds.url, MW_INPUT_ROOT=input_root,
                    MW_OUTPUT_ROOT=output_root, MW_SCRATCH_DIR=os.path.join(DEMO, "scratch"), MW_SLOTS="2",
                    MW_LOG_FORMAT="text", MW_HTTP_LISTEN="")
-        ops = operations(env, input_root, samples[0])
-        print(f"== mediaworker serve (2 slots), operations: {ops}", flush=True)
+        ops = json.dumps(OPERATIONS)
+        print(f"== mediaworker serve (2 slots), operations: {', '.join(o['type'] for o in OPERATIONS)}", flush=True)
         worker = subprocess.Popen([BIN, "serve"], env=env, stderr=open(os.path.join(DEMO, "worker.log"), "w"))
-        submitted = subprocess.run([BIN, "submit", "--op", ops, "--user-id", "42"] + samples, env=env,
+        submitted = subprocess.run([BIN, "submit", "--operations", ops, "--user-id", "42"] + samples, env=env,
                                    capture_output=True, text=True, check=True)
         jobs = [json.loads(line) for line in submitted.stdout.splitlines()]
         print(f"== submitted {len(jobs)} jobs", flush=True)
         wanted = {j["job_id"] for j in jobs}
         done = lambda reqs: wanted <= {(r["json"] or {}).get("new_file", {}).get("job_id") for r in reqs
                                        if r["status"] == 200}
-        ds.wait_for(done, timeout=120)
+        ds.wait_for(done, timeout=300)
         print("== reports received by the Data Service", flush=True)
         for r in ds.requests:
             nf = r["json"]["new_file"]
@@ -98,6 +129,8 @@ def main():
                 print(f"{os.path.relpath(path, ROOT)}  ({os.path.getsize(path)} bytes)")
         print(f"== full reports: {os.path.relpath(ds._log_path, ROOT)}; worker log: "
               f"{os.path.relpath(os.path.join(DEMO, 'worker.log'), ROOT)}", flush=True)
+        page = results_page(output_root, ds.requests)
+        print(f"== results page: {os.path.relpath(page, ROOT)}", flush=True)
     finally:
         if worker and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
@@ -110,6 +143,7 @@ def main():
         ds.stop()
         broker.stop()
         print("== RabbitMQ stopped", flush=True)
+    serve_page(output_root)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,13 @@
 #include "mediaworker/publisher.h"
 
 static const char *operations_arg;
+static const char *operations_json_arg;
 static const char *user_id_arg;
 
 static const struct cli_option submit_options[] = {
     {"--op", NULL, "TYPE[,TYPE...]", &operations_arg, NULL, "operations (default: the worker's default set)"},
+    {"--operations", NULL, "JSON", &operations_json_arg, NULL,
+     "operations with parameters, as the message's JSON array (instead of --op)"},
     {"--user-id", NULL, "N", &user_id_arg, NULL, "user the uploads belong to (default 1)"},
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
@@ -36,7 +39,8 @@ static const char *relative_to_root(const struct mw_config *cfg, const char *pat
     return path;
 }
 
-static cJSON *build_job(const char *job_id, int64_t user_id, const char *path)
+/* operations: a parsed --operations array (copied into each job), or NULL to use --op. */
+static cJSON *build_job(const char *job_id, int64_t user_id, const char *path, const cJSON *operations)
 {
     cJSON *job = cJSON_CreateObject();
     cJSON *info = job ? cJSON_AddObjectToObject(job, "file_info") : NULL;
@@ -47,7 +51,13 @@ static cJSON *build_job(const char *job_id, int64_t user_id, const char *path)
         !cJSON_AddNumberToObject(job, "user_id", (double)user_id) || !cJSON_AddStringToObject(info, "path", path) ||
         !cJSON_AddStringToObject(info, "name", slash ? slash + 1 : path))
         goto fail;
-    if (operations_arg) {
+    if (operations) {
+        cJSON *copy = cJSON_Duplicate(operations, 1);
+        if (!copy || !cJSON_AddItemToObject(job, "operations", copy)) {
+            cJSON_Delete(copy);
+            goto fail;
+        }
+    } else if (operations_arg) {
         char list[256];
         char *save = NULL;
 
@@ -87,6 +97,7 @@ static void print_submitted(const char *job_id, const char *request_id, int64_t 
 static int run_submit(const struct mw_config *cfg, int argc, char **argv)
 {
     struct mw_publisher *publisher = NULL;
+    cJSON *operations = NULL;
     int64_t user_id = 1;
     int status = MW_EXIT_OK;
     char *end;
@@ -98,8 +109,18 @@ static int run_submit(const struct mw_config *cfg, int argc, char **argv)
             return MW_EXIT_USAGE;
         }
     }
-    if (mw_publisher_new(&publisher, cfg) < 0)
+    if (operations_json_arg) {
+        operations = cJSON_ParseWithOpts(operations_json_arg, NULL, 1);
+        if (!cJSON_IsArray(operations)) {
+            fprintf(stderr, "mediaworker submit: --operations must be a JSON array of operations\n");
+            cJSON_Delete(operations);
+            return MW_EXIT_USAGE;
+        }
+    }
+    if (mw_publisher_new(&publisher, cfg) < 0) {
+        cJSON_Delete(operations);
         return MW_EXIT_JOB_FAILED;
+    }
     for (int i = 0; i < argc && status == MW_EXIT_OK; i++) {
         const char *path = relative_to_root(cfg, argv[i]);
         char job_id[40], request_id[64];
@@ -108,7 +129,7 @@ static int run_submit(const struct mw_config *cfg, int argc, char **argv)
 
         snprintf(job_id, sizeof(job_id), "job-%08" PRIx32 "%08" PRIx32, av_get_random_seed(), av_get_random_seed());
         snprintf(request_id, sizeof(request_id), "submit-%s", job_id + 4);
-        job = build_job(job_id, user_id, path);
+        job = build_job(job_id, user_id, path, operations);
         body = job ? cJSON_PrintUnformatted(job) : NULL;
         if (!body || mw_publisher_send(publisher, body, strlen(body), job_id, request_id) < 0)
             status = MW_EXIT_JOB_FAILED;
@@ -119,12 +140,13 @@ static int run_submit(const struct mw_config *cfg, int argc, char **argv)
     }
     fflush(stdout);
     mw_publisher_free(&publisher);
+    cJSON_Delete(operations);
     return status;
 }
 
 const struct cli_command cli_cmd_submit = {
     .name = "submit",
-    .usage = "[--op TYPE,...] [--user-id N] FILE...",
+    .usage = "[--op TYPE,... | --operations JSON] [--user-id N] FILE...",
     .summary = "publish one job per file (paths relative to the input root) and wait for the broker's confirm",
     .options = submit_options,
     .min_positional = 1,

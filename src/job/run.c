@@ -166,6 +166,32 @@ static int prepare_output_dir(const struct mw_config *cfg, const struct mw_job *
     return mw_path_mkdirs(dir);
 }
 
+/* True when some operation of the job can work on this input, so the ones that cannot are skipped. */
+static int another_applies(const struct mw_job_context *ctx)
+{
+    for (int i = 0; i < ctx->job->operation_count; i++)
+        if (!mw_operation_find(ctx->job->operations[i].type)->needs_video)
+            return 1;
+    return 0;
+}
+
+/* Records an operation that does not apply to this input: {"type", "reason"} in the report's "skipped". */
+static int skip_operation(struct mw_job_context *ctx, const char *type, const char *reason)
+{
+    cJSON *skipped = cJSON_GetObjectItemCaseSensitive(ctx->report, "skipped");
+    cJSON *entry = cJSON_CreateObject();
+
+    if (!skipped)
+        skipped = cJSON_AddArrayToObject(ctx->report, "skipped");
+    if (!skipped || !entry || !cJSON_AddStringToObject(entry, "type", type) ||
+        !cJSON_AddStringToObject(entry, "reason", reason) || !cJSON_AddItemToArray(skipped, entry)) {
+        cJSON_Delete(entry);
+        return AVERROR(ENOMEM);
+    }
+    mw_log(MW_LOG_INFO, "job", "operation %s skipped: %s", type, reason);
+    return 0;
+}
+
 static int run_operations(struct mw_job_context *ctx)
 {
     for (int i = 0; i < ctx->job->operation_count; i++) {
@@ -175,6 +201,12 @@ static int run_operations(struct mw_job_context *ctx)
         int ret;
 
         ctx->operation_index = i;
+        if (handler->needs_video && ctx->probe->best_video < 0 && another_applies(ctx)) {
+            ret = skip_operation(ctx, op->type, "the input has no video stream");
+            if (ret < 0)
+                return ret;
+            continue;
+        }
         mw_log(MW_LOG_DEBUG, "job", "operation %s started", op->type);
         ret = handler->run(ctx, op->params);
         if (ret >= 0 && av_gettime_relative() > ctx->deadline)

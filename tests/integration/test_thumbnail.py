@@ -455,6 +455,11 @@ def test_job_operations():
     proc, report, _ = run_job([{"type": "storyboard"}], "audio", source=media("plain.m4a", []))
     check(proc.returncode == 1 and report.get("error", {}).get("code") == "NO_PICTURE",
           f"storyboard of audio: {report.get('error')}")
+    # With other work to do, a storyboard of audio is skipped and said so; the job succeeds.
+    proc, report, _ = run_job([{"type": "thumbnail"}, {"type": "storyboard"}], "audio-mixed",
+                              source=media("plain.m4a", []))
+    check(proc.returncode == 0 and report.get("skipped") == [{"type": "storyboard", "reason": "the input has no video stream"}]
+          and [o["type"] for o in report.get("outputs", [])] == ["thumbnail"], f"storyboard skipped for audio: {report}")
 
 
 for test in (test_orientation, test_mirrors, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
