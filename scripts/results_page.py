@@ -150,7 +150,11 @@ def main():
     with open(reports_path) as f:
         reports = [r.get("new_file", r) for r in json.load(f)]
     hls_js = os.path.join(ROOT, "web", "node_modules", "hls.js", "dist", "hls.min.js")
-    shutil.copy(hls_js, os.path.join(output_root, "hls.min.js"))
+    if os.path.exists(hls_js):
+        shutil.copy(hls_js, os.path.join(output_root, "hls.min.js"))
+    else:
+        print("note: hls.js is not installed (cd web && npm ci): the page's HLS players will not play",
+              file=sys.stderr)
     page = ["<!doctype html><html><head><meta charset='utf-8'><title>mediaworker results</title>",
             f"<style>{STYLE}</style><script src='hls.min.js'></script></head><body>",
             f"<h1>mediaworker results</h1><p>{len(reports)} jobs</p>"]

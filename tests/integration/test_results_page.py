@@ -9,6 +9,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 
 from mwtest import check, finish, fresh_dir, media, run
@@ -58,6 +59,9 @@ def serve(folder):
 
 
 def main():
+    if not os.path.isdir(os.path.join(ROOT, "web", "node_modules", "playwright-core")):
+        print("SKIPPED: web/node_modules lacks playwright-core (npm ci failed; see scripts/test's warning)")
+        sys.exit(77)
     work = fresh_dir("results-page")
     root, out = os.path.join(work, "uploads"), os.path.join(work, "outputs")
     os.makedirs(out)
