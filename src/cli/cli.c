@@ -131,6 +131,19 @@ int cli_parse(const struct cli_command *cmd, struct mw_config *cfg, int argc, ch
     return -1;
 }
 
+int cli_parse_int(const char *text, int min, int max, int *out)
+{
+    char *end = NULL;
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < min || value > max)
+        return AVERROR(EINVAL);
+    *out = (int)value;
+    return 0;
+}
+
 int cli_read_file(const char *path, char **data, size_t *size)
 {
     FILE *file = fopen(path, "rb");

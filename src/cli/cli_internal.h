@@ -44,6 +44,9 @@ int cli_parse(const struct cli_command *cmd, struct mw_config *cfg, int argc, ch
 
 void cli_print_command_help(const struct cli_command *cmd, FILE *out);
 
+/* Parses a whole decimal integer within [min, max] into *out. 0, or AVERROR(EINVAL) leaving *out alone. */
+int cli_parse_int(const char *text, int min, int max, int *out);
+
 /* Reads a whole file into a NUL-terminated buffer (free with av_free). 0 or AVERROR(errno). */
 int cli_read_file(const char *path, char **data, size_t *size);
 

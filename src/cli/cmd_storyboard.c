@@ -27,19 +27,6 @@ static const struct cli_option storyboard_options[] = {
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
-static int parse_int(const char *text, int min, int max, int *out)
-{
-    char *end = NULL;
-    long value;
-
-    errno = 0;
-    value = strtol(text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max)
-        return AVERROR(EINVAL);
-    *out = (int)value;
-    return 0;
-}
-
 /* Fills req from the options; -1 when valid, else the exit code. */
 static int build_request(struct mw_storyboard_request *req)
 {
@@ -59,17 +46,17 @@ static int build_request(struct mw_storyboard_request *req)
         }
     }
     if (opt_count) {
-        if (parse_int(opt_count, 1, MW_STORYBOARD_MAX_TILES, &req->count) < 0 || opt_interval) {
+        if (cli_parse_int(opt_count, 1, MW_STORYBOARD_MAX_TILES, &req->count) < 0 || opt_interval) {
             fprintf(stderr, "mediaworker storyboard: invalid --count (1..%d, not with --interval)\n",
                     MW_STORYBOARD_MAX_TILES);
             return MW_EXIT_USAGE;
         }
         req->interval_s = 0;
     }
-    if ((opt_tile_width && parse_int(opt_tile_width, 16, 1920, &req->tile_width) < 0) ||
-        (opt_columns && parse_int(opt_columns, 1, 100, &req->columns) < 0) ||
-        (opt_rows && parse_int(opt_rows, 1, 100, &req->rows) < 0) ||
-        (opt_quality && parse_int(opt_quality, 1, 100, &req->quality) < 0) ||
+    if ((opt_tile_width && cli_parse_int(opt_tile_width, 16, 1920, &req->tile_width) < 0) ||
+        (opt_columns && cli_parse_int(opt_columns, 1, 100, &req->columns) < 0) ||
+        (opt_rows && cli_parse_int(opt_rows, 1, 100, &req->rows) < 0) ||
+        (opt_quality && cli_parse_int(opt_quality, 1, 100, &req->quality) < 0) ||
         (opt_format && mw_image_format_parse(opt_format, &req->format) < 0)) {
         fprintf(stderr, "mediaworker storyboard: invalid option value (see --help)\n");
         return MW_EXIT_USAGE;

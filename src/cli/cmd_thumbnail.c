@@ -53,19 +53,6 @@ struct thumbnail_plan {
     int to_directory;
 };
 
-static int parse_int(const char *text, int min, int max, int *out)
-{
-    char *end = NULL;
-    long value;
-
-    errno = 0;
-    value = strtol(text, &end, 10);
-    if (errno || end == text || *end || value < min || value > max)
-        return AVERROR(EINVAL);
-    *out = (int)value;
-    return 0;
-}
-
 static int parse_widths(const char *text, struct thumbnail_plan *plan)
 {
     char buffer[256];
@@ -73,7 +60,7 @@ static int parse_widths(const char *text, struct thumbnail_plan *plan)
 
     snprintf(buffer, sizeof(buffer), "%s", text);
     for (char *item = strtok_r(buffer, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        if (plan->width_count == MAX_SIZES || parse_int(item, 1, 8192, &plan->widths[plan->width_count]) < 0)
+        if (plan->width_count == MAX_SIZES || cli_parse_int(item, 1, 8192, &plan->widths[plan->width_count]) < 0)
             return AVERROR(EINVAL);
         plan->width_count++;
     }
@@ -109,9 +96,9 @@ static int build_plan(struct thumbnail_plan *plan, int input_count, int threads)
         return usage_error("--select");
     if (opt_width && parse_widths(opt_width, plan) < 0)
         return usage_error("--width");
-    if (opt_height && parse_int(opt_height, 1, 8192, &size.height) < 0)
+    if (opt_height && cli_parse_int(opt_height, 1, 8192, &size.height) < 0)
         return usage_error("--height");
-    if (opt_quality && parse_int(opt_quality, 1, 100, &quality) < 0)
+    if (opt_quality && cli_parse_int(opt_quality, 1, 100, &quality) < 0)
         return usage_error("--quality");
     if (opt_fit && strcmp(opt_fit, "contain") && strcmp(opt_fit, "cover"))
         return usage_error("--fit");
