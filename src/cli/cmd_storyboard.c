@@ -1,5 +1,4 @@
 /* mediaworker storyboard FILE -o DIR: sprite sheets, a WebVTT file and a JSON index in DIR. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
