@@ -34,6 +34,7 @@
 
 struct mw_jobproc {
     const struct mw_config *cfg;
+    struct mw_metrics *metrics;   /* may be NULL */
     atomic_int pid;               /* 0 when no process is running */
     int fd;                       /* our end of the socketpair, -1 when none */
     int jobs;                     /* jobs given to the current process */
@@ -97,6 +98,7 @@ static int spawn(struct mw_jobproc *p)
     p->jobs = 0;
     p->retire = 0;
     atomic_store(&p->pid, pid);
+    mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
     ret = mw_jobproc_frame_write(p->fd, p->cfg, sizeof(*p->cfg));
     if (ret == 0)
         ret = wait_ready(p);
@@ -128,6 +130,7 @@ static int reap(struct mw_jobproc *p, int64_t wait_us)
         }
     }
     atomic_store(&p->pid, 0);
+    mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, -1);
     if (p->fd >= 0)
         close(p->fd);
     p->fd = -1;
@@ -142,7 +145,7 @@ static void retire(struct mw_jobproc *p)
     reap(p, RETIRE_WAIT_US);
 }
 
-int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg)
+int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg, struct mw_metrics *metrics)
 {
     struct mw_jobproc *p = av_mallocz(sizeof(*p));
     int ret;
@@ -151,6 +154,7 @@ int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg)
     if (!p)
         return AVERROR(ENOMEM);
     p->cfg = cfg;
+    p->metrics = metrics;
     p->fd = -1;
     ret = spawn(p);
     if (ret < 0) {
@@ -250,11 +254,15 @@ static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
     for (int attempt = 0; attempt < 2; attempt++) {
         pid_t pid = atomic_load(&p->pid);
 
-        if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process))
+        if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process)) {
+            /* A retire asked for by the process itself follows a memory-limit failure. */
+            mw_metrics_restart(p->metrics, p->retire ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
             retire(p);
-        else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
+        } else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
             /* It died while idle (killed from outside): not this job's fault. */
             mw_log(MW_LOG_WARN, "jobproc", "job process %d died while idle; replacing it", (int)pid);
+            mw_metrics_restart(p->metrics, MW_RESTART_CRASH);
+            mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, -1);
             atomic_store(&p->pid, 0);
             close(p->fd);
             p->fd = -1;
@@ -312,6 +320,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d passed the job deadline; killed", (int)pid);
             kill(pid, SIGKILL);
             reap(p, -1);
+            mw_metrics_restart(p->metrics, MW_RESTART_TIMEOUT);
             snprintf(reason, reason_size, "timeout");
             return MW_ERR_DEADLINE;
         }
@@ -320,6 +329,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             if (ret != AVERROR_EOF)
                 kill(pid, SIGKILL);
             ret = classify_death(reap(p, -1), reason, reason_size);
+            mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d died during the job: %s", (int)pid, reason);
             return ret;
         }
