@@ -20,6 +20,8 @@
 #include "mediaworker/metrics.h"
 
 #define MAX_ROWS 64
+/* Rows kept free for the "other" rows: two second-label values per family. */
+#define OTHER_ROWS (2 * FAMILY_COUNT)
 #define LABELS_MAX 160
 #define MAX_BUCKETS 24
 
@@ -175,8 +177,9 @@ size_t mw_metrics_escape_label(const char *value, char *out, size_t out_size)
     return n;
 }
 
-/* Adds n to the row (family, labels); the caller holds the lock. 0, or -1 when the table is full. */
-static int row_add(struct mw_metrics *m, enum family family, const char *labels, uint64_t n)
+/* Adds n to the row (family, labels), creating it below limit rows; the caller holds the lock. 0, or -1
+ * when the row would be new and the table is full up to limit. */
+static int row_add(struct mw_metrics *m, enum family family, const char *labels, uint64_t n, int limit)
 {
     for (int i = 0; i < m->row_count; i++) {
         if (m->rows[i].family == family && !strcmp(m->rows[i].labels, labels)) {
@@ -184,7 +187,7 @@ static int row_add(struct mw_metrics *m, enum family family, const char *labels,
             return 0;
         }
     }
-    if (m->row_count == MAX_ROWS)
+    if (m->row_count >= limit)
         return -1;
     m->rows[m->row_count].family = family;
     snprintf(m->rows[m->row_count].labels, LABELS_MAX, "%s", labels);
@@ -203,9 +206,9 @@ static void labelled_add(struct mw_metrics *m, enum family family, const char *f
     mw_metrics_escape_label(first && *first ? first : "unknown", escaped, sizeof(escaped));
     snprintf(labels, sizeof(labels), "%s=\"%s\",%s=\"%s\"", first_name, escaped, second_name, second);
     pthread_mutex_lock(&m->lock);
-    if (row_add(m, family, labels, 1) < 0) {
+    if (row_add(m, family, labels, 1, MAX_ROWS - OTHER_ROWS) < 0) {
         snprintf(labels, sizeof(labels), "%s=\"other\",%s=\"%s\"", first_name, second_name, second);
-        row_add(m, family, labels, 1);
+        row_add(m, family, labels, 1, MAX_ROWS);
     }
     pthread_mutex_unlock(&m->lock);
 }
