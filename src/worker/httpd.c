@@ -156,7 +156,7 @@ int mw_httpd_new(struct mw_httpd **ph, const struct mw_config *cfg, const struct
     h->cfg = cfg;
     h->metrics = metrics;
     errno = 0;
-    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+    h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
                                      (info->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
                                  0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, info->ai_addr,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,

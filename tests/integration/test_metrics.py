@@ -136,6 +136,12 @@ def test_jobs(port, broker, ds, clip, work):
     code, body = wait_status(port, "/readyz", 200, 10)
     check(code == 200, f"readyz once consuming: {code} {body}")
     check(get(port, "/nope")[0] == 404, "unknown path: 404")
+    manifests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docker", "k8s")
+    for name in ("deployment.yaml", "deployment-gpu.yaml"):
+        with open(os.path.join(manifests, name)) as f:
+            paths = re.findall(r"Probe:\s*\n\s*httpGet:\s*\n\s*path:\s*(\S+)", f.read())
+        check(len(paths) >= 2 and all(get(port, p)[0] == 200 for p in paths),
+              f"{name}: its probe paths {paths} answer 200 on a ready worker")
     m0 = scrape(port)
     check(value(m0, "mediaworker_broker_consuming") == 1 and value(m0, "mediaworker_job_processes") == 1,
           "gauges: consuming, one job process")
