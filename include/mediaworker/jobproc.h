@@ -78,6 +78,12 @@ void mw_jobproc_free(struct mw_jobproc **p);
 int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, int64_t deadline,
                    mw_progress_fn progress, void *opaque, cJSON **result, char *reason, size_t reason_size);
 
+/*
+ * Starts a process when none is running (the last one died with its job), so that the next job does not
+ * wait for one and /readyz counts it. 0, or MW_ERR_JOB_LOST (logged; the next job tries again).
+ */
+int mw_jobproc_prepare(struct mw_jobproc *p);
+
 /* The current process id, or 0 when none is running. Thread-safe (for shutdown: kill from another thread). */
 int mw_jobproc_pid(const struct mw_jobproc *p);
 

@@ -93,7 +93,7 @@ void mw_metrics_acceleration(struct mw_metrics *m, const char *decode_device, in
  * Renders everything in the text exposition format (version 0.0.4) into a new NUL-terminated buffer
  * *text (free with av_free) of *size bytes. 0 or AVERROR(ENOMEM) with *text NULL.
  */
-int mw_metrics_render(struct mw_metrics *m, char **text, size_t *size);
+int mw_metrics_render(const struct mw_metrics *m, char **text, size_t *size);
 
 /*
  * Escapes a label value for the exposition format (backslash, double quote and newline) into out, always

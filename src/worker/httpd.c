@@ -110,8 +110,7 @@ static enum MHD_Result handle(void *opaque, struct MHD_Connection *connection, c
         return respond_text(connection, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, reason);
     }
     if (!strcmp(url, "/metrics")) {
-        /* Rendering only reads; the cast is for the lock inside the set. */
-        if (mw_metrics_render((struct mw_metrics *)h->metrics, &text, &size) < 0)
+        if (mw_metrics_render(h->metrics, &text, &size) < 0)
             return respond_text(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return respond(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, size);
     }

@@ -176,6 +176,18 @@ void mw_jobproc_free(struct mw_jobproc **pp)
     *pp = NULL;
 }
 
+int mw_jobproc_prepare(struct mw_jobproc *p)
+{
+    int ret;
+
+    if (atomic_load(&p->pid))
+        return 0;
+    ret = spawn(p);
+    if (ret < 0)
+        reap(p, 0);
+    return ret;
+}
+
 int mw_jobproc_pid(const struct mw_jobproc *p)
 {
     return atomic_load(&((struct mw_jobproc *)p)->pid);

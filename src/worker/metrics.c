@@ -302,8 +302,10 @@ static void render_locked(const struct mw_metrics *m, AVBPrint *bp)
                    (unsigned long long)m->ds_requests[i]);
 }
 
-int mw_metrics_render(struct mw_metrics *m, char **text, size_t *size)
+int mw_metrics_render(const struct mw_metrics *cm, char **text, size_t *size)
 {
+    /* Only the lock is written to. */
+    struct mw_metrics *m = (struct mw_metrics *)cm;
     AVBPrint bp;
     char version[160];
     int ret;

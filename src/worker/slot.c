@@ -361,6 +361,10 @@ static void *slot_main(void *arg)
         mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, 1);
         handle(s, d);
         mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, -1);
+        /* A process lost with its job is replaced now, not when the next job arrives: that job does not
+         * wait for it, and /readyz does not report a worker without job processes while it is idle. */
+        if (s->jobproc && !mw_jobproc_pid(s->jobproc) && !atomic_load(&s->shared->draining))
+            mw_jobproc_prepare(s->jobproc);
     }
     pthread_mutex_lock(&s->jobproc_lock);
     mw_jobproc_free(&s->jobproc);
