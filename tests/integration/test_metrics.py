@@ -3,7 +3,7 @@
 A private broker, the stand-in Data Service and one `serve` (one slot, so counts are exact). Checks that
 the exposition parses (HELP and TYPE for every family, cumulative buckets ending in +Inf == _count), that
 the counters and histograms move by exactly what each job should add (a probe+thumbnail job, an invalid
-message, a report answered 503 then 200), and that /readyz follows the broker (503 while it is down, 200
+message, a report answered 503 then 200, a job process killed while idle), and that /readyz follows the broker (503 while it is down, 200
 after it is back) and turns 503 as soon as SIGTERM starts the drain, while /healthz stays 200.
 """
 import os
@@ -200,6 +200,24 @@ def test_jobs(port, broker, ds, clip, work):
         check(value(m3, "mediaworker_job_process_restarts_total", cause=k) == 0, f"no restarts ({k})")
 
 
+def test_restart(port, broker, ds, w):
+    """A job process killed while idle is replaced at the next job and counted as a crash."""
+    before = scrape(port)
+    pids = w.job_pids()
+    check(len(pids) == 1, f"one job process ({pids})")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    ds.reset()
+    job = publish(broker, {"user_id": 4, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    after = wait_metric(port, "mediaworker_jobs_processed_total",
+                        value(before, "mediaworker_jobs_processed_total") + 1)
+    check(ds.reports_for(job, 200)[0]["json"]["new_file"]["status"] == "processed", "restart: job processed")
+    check(delta(before, after, "mediaworker_job_process_restarts_total", cause="crash") == 1,
+          "restart: counted as a crash")
+    check(value(after, "mediaworker_job_processes") == 1, "restart: one job process again")
+
+
 def test_broker_outage(port, broker):
     before = scrape(port)
     broker.stop()
@@ -243,6 +261,7 @@ def main():
                    MW_RETRY_DELAYS="1").start()
         try:
             for name, step in (("jobs", lambda: test_jobs(port, broker, ds, clip, work)),
+                               ("restart", lambda: test_restart(port, broker, ds, w)),
                                ("broker outage", lambda: test_broker_outage(port, broker)),
                                ("drain", lambda: test_drain(port, broker, ds, w))):
                 started = time.monotonic()
