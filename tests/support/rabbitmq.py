@@ -128,6 +128,18 @@ class RabbitMQ:
         self.proc = None
         self.log.close()
 
+    def kill(self):
+        """SIGKILL, as a crash or a lost machine would: no goodbye to clients or to the other nodes."""
+        if not self.proc:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+
     def restart(self, down_s=0.0):
         self.stop()
         time.sleep(down_s)
