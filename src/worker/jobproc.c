@@ -39,6 +39,7 @@ struct mw_jobproc {
     int fd;                       /* our end of the socketpair, -1 when none */
     int jobs;                     /* jobs given to the current process */
     int retire;                   /* the current process asked to be replaced */
+    int retire_memory;            /* ... because its last job hit the memory cap (else: heap grown too big) */
 };
 
 /* The job process says it applied its limits and takes jobs; a configuration it cannot live with
@@ -97,6 +98,7 @@ static int spawn(struct mw_jobproc *p)
     p->fd = sv[0];
     p->jobs = 0;
     p->retire = 0;
+    p->retire_memory = 0;
     atomic_store(&p->pid, pid);
     mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
     ret = mw_jobproc_frame_write(p->fd, p->cfg, sizeof(*p->cfg));
@@ -267,8 +269,7 @@ static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
         pid_t pid = atomic_load(&p->pid);
 
         if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process)) {
-            /* A retire asked for by the process itself follows a memory-limit failure. */
-            mw_metrics_restart(p->metrics, p->retire ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
+            mw_metrics_restart(p->metrics, p->retire_memory ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
             retire(p);
         } else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
             /* It died while idle (killed from outside): not this job's fault. */
@@ -353,6 +354,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             ret = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(frame, "ret"));
             *result = cJSON_DetachItemFromObjectCaseSensitive(frame, "result");
             p->retire = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(frame, "retire"));
+            p->retire_memory = p->retire && ret == MW_ERR_JOB_MEMORY;
             if (ret == MW_ERR_JOB_MEMORY)
                 snprintf(reason, reason_size, "memory limit");
             cJSON_Delete(frame);

@@ -256,7 +256,6 @@ int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
     for (int n = 0; n <= r->cfg->http_retries; n++) {
         int64_t retry_after_ms;
         int64_t delay_ms;
-
         int64_t started_us = av_gettime_relative();
 
         ret = attempt(r, url, body, headers, &retry_after_ms, detail, detail_size);
