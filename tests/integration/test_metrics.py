@@ -167,7 +167,8 @@ def test_jobs(port, broker, ds, clip, work):
     out_bytes = sum(o["bytes"] for o in report.get("outputs", []))
     check(out_bytes > 0 and delta(m0, m1, "mediaworker_output_bytes_total") == out_bytes,
           f"good job: output bytes = the report's ({out_bytes})")
-    accel = report.get("acceleration")
+    accel = report.get("acceleration") or {}
+    check("decode" in accel, f"good job: the thumbnail's report says where it decoded ({accel})")
     if accel:
         fallback = "yes" if accel.get("fallback") else "no"
         check(delta(m0, m1, "mediaworker_hwaccel_decodes_total", decode=accel["decode"], fallback=fallback) == 1,
