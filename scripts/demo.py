@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
@@ -100,7 +102,7 @@ def main():
         samples = make_samples(input_root)
         env = dict(os.environ, RABBITMQ_URL=broker.url, POSTGRES_DATA_SERVICE_URL=ds.url, MW_INPUT_ROOT=input_root,
                    MW_OUTPUT_ROOT=output_root, MW_SCRATCH_DIR=os.path.join(DEMO, "scratch"), MW_SLOTS="2",
-                   MW_LOG_FORMAT="text", MW_HTTP_LISTEN="")
+                   MW_LOG_FORMAT="text", MW_HTTP_LISTEN=f"127.0.0.1:{rabbitmq.free_port()}")
         ops = json.dumps(OPERATIONS)
         print(f"== mediaworker serve (2 slots), operations: {', '.join(o['type'] for o in OPERATIONS)}", flush=True)
         worker = subprocess.Popen([BIN, "serve"], env=env, stderr=open(os.path.join(DEMO, "worker.log"), "w"))
@@ -127,6 +129,13 @@ def main():
             for name in sorted(files):
                 path = os.path.join(folder, name)
                 print(f"{os.path.relpath(path, ROOT)}  ({os.path.getsize(path)} bytes)")
+        metrics_url = f"http://{env['MW_HTTP_LISTEN']}/metrics"
+        print(f"== {metrics_url} (non-zero samples)", flush=True)
+        time.sleep(0.2)  # the last verdicts are counted just after their reports
+        with urllib.request.urlopen(metrics_url, timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#") and not line.endswith(" 0") and "_bucket" not in line:
+                    print(line)
         print(f"== full reports: {os.path.relpath(ds._log_path, ROOT)}; worker log: "
               f"{os.path.relpath(os.path.join(DEMO, 'worker.log'), ROOT)}", flush=True)
         page = results_page(output_root, ds.requests)

@@ -23,6 +23,7 @@
 
 #include "mediaworker/config.h"
 #include "mediaworker/job.h"
+#include "mediaworker/metrics.h"
 #include "mediaworker/queue.h"
 
 struct mw_delivery {
@@ -55,10 +56,12 @@ struct mw_broker;
 
 /*
  * Creates the broker for cfg (which must outlive it); deliveries are pushed onto `deliveries` (not owned).
- * prefetch is the number of unacknowledged deliveries the broker may hand us. Returns 0, MW_ERR_CONFIG
- * (bad MW_RETRY_DELAYS, logged) or AVERROR(ENOMEM).
+ * prefetch is the number of unacknowledged deliveries the broker may hand us. metrics (may be NULL, must
+ * outlive the broker) gets reconnects and whether the work queue is being consumed. Returns 0,
+ * MW_ERR_CONFIG (bad MW_RETRY_DELAYS, logged) or AVERROR(ENOMEM).
  */
-int mw_broker_new(struct mw_broker **b, const struct mw_config *cfg, struct mw_queue *deliveries, int prefetch);
+int mw_broker_new(struct mw_broker **b, const struct mw_config *cfg, struct mw_queue *deliveries, int prefetch,
+                  struct mw_metrics *metrics);
 
 /* Starts the broker thread. 0 or AVERROR(errno). */
 int mw_broker_start(struct mw_broker *b);

@@ -24,6 +24,7 @@
 
 #include "mediaworker/config.h"
 #include "mediaworker/job.h"
+#include "mediaworker/metrics.h"
 
 /* Largest frame either side accepts; a job message is at most 256 KiB and a report far less than this. */
 #define MW_JOBPROC_MAX_FRAME (16 << 20)
@@ -57,10 +58,11 @@ struct mw_job_message {
 struct mw_jobproc;
 
 /*
- * Starts a job process for cfg (which must outlive the handle). Returns 0 and *p, or AVERROR(errno) with
- * *p NULL. Call from any thread; the spawn only uses async-signal-safe calls between fork and exec.
+ * Starts a job process for cfg (which must outlive the handle). metrics (may be NULL; must outlive the
+ * handle) counts live processes and replacements by cause. Returns 0 and *p, or AVERROR(errno) with *p
+ * NULL. Call from any thread; the spawn only uses async-signal-safe calls between fork and exec.
  */
-int mw_jobproc_new(struct mw_jobproc **p, const struct mw_config *cfg);
+int mw_jobproc_new(struct mw_jobproc **p, const struct mw_config *cfg, struct mw_metrics *metrics);
 
 /* Kills (SIGKILL) and reaps the process, frees the handle, sets *p to NULL; accepts NULL. */
 void mw_jobproc_free(struct mw_jobproc **p);
@@ -75,6 +77,12 @@ void mw_jobproc_free(struct mw_jobproc **p);
  */
 int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, int64_t deadline,
                    mw_progress_fn progress, void *opaque, cJSON **result, char *reason, size_t reason_size);
+
+/*
+ * Starts a process when none is running (the last one died with its job), so that the next job does not
+ * wait for one and /readyz counts it. 0, or MW_ERR_JOB_LOST (logged; the next job tries again).
+ */
+int mw_jobproc_prepare(struct mw_jobproc *p);
 
 /* The current process id, or 0 when none is running. Thread-safe (for shutdown: kill from another thread). */
 int mw_jobproc_pid(const struct mw_jobproc *p);

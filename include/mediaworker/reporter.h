@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "mediaworker/config.h"
+#include "mediaworker/metrics.h"
 
 struct mw_reporter;
 
@@ -31,6 +32,9 @@ void mw_reporter_free(struct mw_reporter **r);
 
 /* A flag that, once non-zero, ends retries and transfers early (shutdown); may be NULL. */
 void mw_reporter_set_cancel(struct mw_reporter *r, const atomic_int *cancel);
+
+/* Where each request's latency and outcome class are counted; may be NULL (the default). */
+void mw_reporter_set_metrics(struct mw_reporter *r, struct mw_metrics *metrics);
 
 /*
  * Sends the report. Returns 0 on a 2xx, MW_ERR_HTTP_GONE on 404, MW_ERR_HTTP_PERMANENT on another 4xx (or

@@ -16,13 +16,14 @@
 
 #include "mediaworker/broker.h"
 #include "mediaworker/config.h"
+#include "mediaworker/metrics.h"
 #include "mediaworker/queue.h"
 
-/* What the supervisor and every slot share: flags and counters only. */
+/* What the supervisor and every slot share: flags, and the metrics set (which counts for everyone). */
 struct mw_slot_shared {
     atomic_int draining;          /* shutting down: take no new job */
     atomic_int abandon;           /* grace over: stop the running job, requeue it */
-    atomic_ullong processed, failed, retried, dead_lettered, gone, redelivered, invalid;
+    struct mw_metrics *metrics;   /* owned by the supervisor */
 };
 
 struct mw_slot;

@@ -64,6 +64,7 @@ struct pending_confirm {
 
 struct mw_broker {
     const struct mw_config *cfg;
+    struct mw_metrics *metrics;   /* may be NULL */
     struct mw_queue *deliveries;
     struct mw_queue *commands;
     int wake_pipe[2];
@@ -110,7 +111,8 @@ static void free_command(struct command **pcmd)
     *pcmd = NULL;
 }
 
-int mw_broker_new(struct mw_broker **pb, const struct mw_config *cfg, struct mw_queue *deliveries, int prefetch)
+int mw_broker_new(struct mw_broker **pb, const struct mw_config *cfg, struct mw_queue *deliveries, int prefetch,
+                  struct mw_metrics *metrics)
 {
     struct mw_broker *b = av_mallocz(sizeof(*b));
     char err[256];
@@ -121,6 +123,7 @@ int mw_broker_new(struct mw_broker **pb, const struct mw_config *cfg, struct mw_
         return AVERROR(ENOMEM);
     b->wake_pipe[0] = b->wake_pipe[1] = -1;
     b->cfg = cfg;
+    b->metrics = metrics;
     b->deliveries = deliveries;
     b->prefetch = prefetch;
     ret = mw_topology_parse_delays(cfg->retry_delays, b->delays_s, MW_TOPOLOGY_MAX_TIERS, err, sizeof(err));
@@ -516,6 +519,13 @@ static int tick_ms(const struct mw_broker *b)
     return hb > 0 && hb * 250 < 1000 ? hb * 250 : 1000;
 }
 
+/* The flag is mirrored in the metrics, where /readyz reads it. */
+static void set_consuming(struct mw_broker *b, int consuming)
+{
+    b->consuming = consuming;
+    mw_metrics_gauge_set(b->metrics, MW_METRIC_BROKER_CONSUMING, consuming);
+}
+
 static int session_open(struct mw_broker *b)
 {
     amqp_basic_consume_ok_t *consume;
@@ -544,7 +554,7 @@ static int session_open(struct mw_broker *b)
         return ret;
     snprintf(b->consumer_tag, sizeof(b->consumer_tag), "%.*s", (int)consume->consumer_tag.len,
              (const char *)consume->consumer_tag.bytes);
-    b->consuming = 1;
+    set_consuming(b, 1);
     mw_log(MW_LOG_INFO, "broker", "consuming %s (prefetch %d)", b->cfg->queue, b->prefetch);
     return 0;
 }
@@ -553,7 +563,7 @@ static int session_open(struct mw_broker *b)
  * the slots, already draining, leave them unacked and the close requeues them. */
 static int cancel_consumer(struct mw_broker *b)
 {
-    b->consuming = 0;
+    set_consuming(b, 0);
     amqp_basic_cancel(b->conn, MW_AMQP_CHANNEL, amqp_cstring_bytes(b->consumer_tag));
     if (mw_amqp_check_last(b->conn, "basic.cancel") < 0)
         return MW_ERR_BROKER;
@@ -634,9 +644,10 @@ static void *broker_main(void *arg)
             amqp_destroy_connection(b->conn);
             b->conn = NULL;
         }
-        b->consuming = 0;
+        set_consuming(b, 0);
         b->pending_count = 0;
         b->stats.reconnects++;
+        mw_metrics_add(b->metrics, MW_METRIC_BROKER_RECONNECTS, 1);
         mw_log(MW_LOG_WARN, "broker", "broker connection lost or refused; reconnecting (attempt %d)", attempt + 1);
         backoff_wait(b, attempt++);
     }

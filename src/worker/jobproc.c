@@ -34,10 +34,12 @@
 
 struct mw_jobproc {
     const struct mw_config *cfg;
+    struct mw_metrics *metrics;   /* may be NULL */
     atomic_int pid;               /* 0 when no process is running */
     int fd;                       /* our end of the socketpair, -1 when none */
     int jobs;                     /* jobs given to the current process */
     int retire;                   /* the current process asked to be replaced */
+    int retire_memory;            /* ... because its last job hit the memory cap (else: heap grown too big) */
 };
 
 /* The job process says it applied its limits and takes jobs; a configuration it cannot live with
@@ -96,7 +98,9 @@ static int spawn(struct mw_jobproc *p)
     p->fd = sv[0];
     p->jobs = 0;
     p->retire = 0;
+    p->retire_memory = 0;
     atomic_store(&p->pid, pid);
+    mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
     ret = mw_jobproc_frame_write(p->fd, p->cfg, sizeof(*p->cfg));
     if (ret == 0)
         ret = wait_ready(p);
@@ -128,6 +132,7 @@ static int reap(struct mw_jobproc *p, int64_t wait_us)
         }
     }
     atomic_store(&p->pid, 0);
+    mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, -1);
     if (p->fd >= 0)
         close(p->fd);
     p->fd = -1;
@@ -142,7 +147,7 @@ static void retire(struct mw_jobproc *p)
     reap(p, RETIRE_WAIT_US);
 }
 
-int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg)
+int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg, struct mw_metrics *metrics)
 {
     struct mw_jobproc *p = av_mallocz(sizeof(*p));
     int ret;
@@ -151,6 +156,7 @@ int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg)
     if (!p)
         return AVERROR(ENOMEM);
     p->cfg = cfg;
+    p->metrics = metrics;
     p->fd = -1;
     ret = spawn(p);
     if (ret < 0) {
@@ -170,6 +176,18 @@ void mw_jobproc_free(struct mw_jobproc **pp)
     retire(p);
     av_free(p);
     *pp = NULL;
+}
+
+int mw_jobproc_prepare(struct mw_jobproc *p)
+{
+    int ret;
+
+    if (atomic_load(&p->pid))
+        return 0;
+    ret = spawn(p);
+    if (ret < 0)
+        reap(p, 0);
+    return ret;
 }
 
 int mw_jobproc_pid(const struct mw_jobproc *p)
@@ -250,11 +268,14 @@ static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
     for (int attempt = 0; attempt < 2; attempt++) {
         pid_t pid = atomic_load(&p->pid);
 
-        if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process))
+        if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process)) {
+            mw_metrics_restart(p->metrics, p->retire_memory ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
             retire(p);
-        else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
+        } else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
             /* It died while idle (killed from outside): not this job's fault. */
             mw_log(MW_LOG_WARN, "jobproc", "job process %d died while idle; replacing it", (int)pid);
+            mw_metrics_restart(p->metrics, MW_RESTART_CRASH);
+            mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, -1);
             atomic_store(&p->pid, 0);
             close(p->fd);
             p->fd = -1;
@@ -312,6 +333,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d passed the job deadline; killed", (int)pid);
             kill(pid, SIGKILL);
             reap(p, -1);
+            mw_metrics_restart(p->metrics, MW_RESTART_TIMEOUT);
             snprintf(reason, reason_size, "timeout");
             return MW_ERR_DEADLINE;
         }
@@ -320,6 +342,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             if (ret != AVERROR_EOF)
                 kill(pid, SIGKILL);
             ret = classify_death(reap(p, -1), reason, reason_size);
+            mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d died during the job: %s", (int)pid, reason);
             return ret;
         }
@@ -331,6 +354,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             ret = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(frame, "ret"));
             *result = cJSON_DetachItemFromObjectCaseSensitive(frame, "result");
             p->retire = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(frame, "retire"));
+            p->retire_memory = p->retire && ret == MW_ERR_JOB_MEMORY;
             if (ret == MW_ERR_JOB_MEMORY)
                 snprintf(reason, reason_size, "memory limit");
             cJSON_Delete(frame);

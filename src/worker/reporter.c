@@ -29,6 +29,7 @@ struct mw_reporter {
     const struct mw_config *cfg;
     CURL *curl;
     const atomic_int *cancel;
+    struct mw_metrics *metrics;    /* may be NULL */
     char error[CURL_ERROR_SIZE];
     char response[256];            /* start of the last response body, for log lines */
     size_t response_len;
@@ -87,6 +88,11 @@ void mw_reporter_free(struct mw_reporter **pr)
 void mw_reporter_set_cancel(struct mw_reporter *r, const atomic_int *cancel)
 {
     r->cancel = cancel;
+}
+
+void mw_reporter_set_metrics(struct mw_reporter *r, struct mw_metrics *metrics)
+{
+    r->metrics = metrics;
 }
 
 int mw_reporter_classify_status(long status)
@@ -201,6 +207,20 @@ static int attempt(struct mw_reporter *r, const char *url, const char *body, str
     return mw_reporter_classify_status(status);
 }
 
+static enum mw_ds_outcome ds_outcome(int ret)
+{
+    switch (ret) {
+    case 0:
+        return MW_DS_OK;
+    case MW_ERR_HTTP_GONE:
+        return MW_DS_GONE;
+    case MW_ERR_HTTP_TRANSIENT:
+        return MW_DS_TRANSIENT;
+    default:
+        return MW_DS_PERMANENT;
+    }
+}
+
 static int cancelled(const struct mw_reporter *r)
 {
     return r->cancel && atomic_load(r->cancel);
@@ -236,8 +256,10 @@ int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
     for (int n = 0; n <= r->cfg->http_retries; n++) {
         int64_t retry_after_ms;
         int64_t delay_ms;
+        int64_t started_us = av_gettime_relative();
 
         ret = attempt(r, url, body, headers, &retry_after_ms, detail, detail_size);
+        mw_metrics_ds_request(r->metrics, (double)(av_gettime_relative() - started_us) / 1e6, ds_outcome(ret));
         if (ret != MW_ERR_HTTP_TRANSIENT || n == r->cfg->http_retries || cancelled(r))
             break;
         delay_ms = mw_backoff_delay_ms(n, RETRY_BASE_MS, RETRY_CAP_MS, mw_backoff_random());

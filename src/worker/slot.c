@@ -77,6 +77,7 @@ int mw_slot_new(struct mw_slot **ps, int index, const struct mw_config *cfg, str
         return ret;
     }
     mw_reporter_set_cancel(s->reporter, &shared->abandon);
+    mw_reporter_set_metrics(s->reporter, shared->metrics);
     *ps = s;
     return 0;
 }
@@ -124,7 +125,7 @@ static cJSON *failed_report(const char *job_id, const char *name, int err, const
 static int start_jobproc(struct mw_slot *s)
 {
     struct mw_jobproc *p = NULL;
-    int ret = mw_jobproc_new(&p, s->cfg);
+    int ret = mw_jobproc_new(&p, s->cfg, s->shared->metrics);
 
     pthread_mutex_lock(&s->jobproc_lock);
     s->jobproc = p;
@@ -169,6 +170,35 @@ static void publish_outcome(struct mw_slot *s, const struct mw_job *job, const c
     cJSON_Delete(extra);
 }
 
+/* What a job's report says about its input, its outputs and where it decoded. */
+static void count_result(struct mw_metrics *m, const cJSON *result)
+{
+    const cJSON *format = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "probe"),
+                                                           "format");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(format, "size");
+    const cJSON *acceleration = cJSON_GetObjectItemCaseSensitive(result, "acceleration");
+    const cJSON *output;
+
+    if (cJSON_IsNumber(size) && size->valuedouble > 0)
+        mw_metrics_add(m, MW_METRIC_BYTES_IN, (uint64_t)size->valuedouble);
+    cJSON_ArrayForEach(output, cJSON_GetObjectItemCaseSensitive(result, "outputs")) {
+        const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(output, "bytes");
+        if (cJSON_IsNumber(bytes) && bytes->valuedouble > 0)
+            mw_metrics_add(m, MW_METRIC_BYTES_OUT, (uint64_t)bytes->valuedouble);
+    }
+    if (cJSON_IsObject(acceleration))
+        mw_metrics_acceleration(m, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(acceleration, "decode")),
+                                cJSON_IsString(cJSON_GetObjectItemCaseSensitive(acceleration, "fallback")));
+}
+
+/* A job that will not run again: counted as a whole and under each of its operations. */
+static void count_finished(struct mw_slot *s, const struct mw_job *job, int ok)
+{
+    mw_metrics_add(s->shared->metrics, ok ? MW_METRIC_JOBS_PROCESSED : MW_METRIC_JOBS_FAILED, 1);
+    for (int i = 0; i < job->operation_count; i++)
+        mw_metrics_job_operation(s->shared->metrics, job->operations[i].type, ok);
+}
+
 /* Reports and settles; takes d. */
 static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const struct mw_job *job, int job_ret,
                               const cJSON *result, int final_failure)
@@ -186,7 +216,7 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
     case 0:
     case MW_ERR_HTTP_GONE:
         if (ret == MW_ERR_HTTP_GONE) {
-            atomic_fetch_add(&s->shared->gone, 1);
+            mw_metrics_add(s->shared->metrics, MW_METRIC_USERS_GONE, 1);
             mw_log(MW_LOG_WARN, "slot", "user %" PRId64 " no longer exists (404); report dropped", job->user_id);
         }
         if (job_ret >= 0)
@@ -198,23 +228,25 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
             const char *message = cJSON_GetStringValue(
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
             snprintf(reason, sizeof(reason), "%s", message ? message : mw_err2str(job_ret));
-            atomic_fetch_add(&s->shared->dead_lettered, 1);
+            count_finished(s, job, 0);
+            mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
             mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
         } else {
-            atomic_fetch_add(job_ret < 0 ? &s->shared->failed : &s->shared->processed, 1);
+            count_finished(s, job, job_ret >= 0);
             mw_broker_settle(s->broker, d, MW_VERDICT_ACK, NULL);
         }
         return;
     case MW_ERR_HTTP_PERMANENT:
         snprintf(reason, sizeof(reason), "data service refused the report: %s", detail);
         mw_log(MW_LOG_ERROR, "slot", "%s", reason);
-        atomic_fetch_add(&s->shared->dead_lettered, 1);
+        count_finished(s, job, 0);
+        mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
         mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
         return;
     default:
         snprintf(reason, sizeof(reason), "data service unavailable: %s", detail);
         mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, detail);
-        atomic_fetch_add(&s->shared->retried, 1);
+        mw_metrics_add(s->shared->metrics, MW_METRIC_RETRIES, 1);
         mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, reason);
         return;
     }
@@ -235,7 +267,7 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
     snprintf(d->request_id, sizeof(d->request_id), "%s", request_id);
     mw_log_context_set(d->message_id, request_id);
     mw_log(MW_LOG_ERROR, "slot", "invalid message dead-lettered: %s", err);
-    atomic_fetch_add(&s->shared->invalid, 1);
+    mw_metrics_add(s->shared->metrics, MW_METRIC_INVALID, 1);
     if (user_id > 0 && (report = failed_report(job_id, "", MW_ERR_INVALID_MESSAGE, err))) {
         int ret = mw_reporter_send(s->reporter, user_id, job_id, request_id, report, detail, sizeof(detail));
         if (ret < 0)
@@ -243,7 +275,7 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
     }
     mw_events_publish(s->broker, "job.failed", job_id, request_id, user_id, NULL);
     cJSON_Delete(report);
-    atomic_fetch_add(&s->shared->dead_lettered, 1);
+    mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
     mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, err);
 }
 
@@ -255,6 +287,7 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     char reason[512] = "";
     char scratch[2048] = "";
     int64_t user_id = -1;
+    int64_t started_us;
     int final_failure = 0;
     int ret;
 
@@ -269,7 +302,7 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     if (!d->request_id[0])
         snprintf(d->request_id, sizeof(d->request_id), "%s", job->request_id);
     if (d->redelivered || d->failures) {
-        atomic_fetch_add(&s->shared->redelivered, 1);
+        mw_metrics_add(s->shared->metrics, MW_METRIC_REDELIVERIES, 1);
         mw_log(MW_LOG_INFO, "slot", "redelivered job (broker redelivered=%d, failed attempts so far %d)",
                d->redelivered, d->failures);
     }
@@ -277,9 +310,12 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     mw_events_publish(s->broker, "job.started", job->job_id, job->request_id, job->user_id, NULL);
     /* URL inputs are fetched here, in the supervisor, under the network policy: job processes have no
      * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
+    started_us = av_gettime_relative();
     ret = job->url[0] ? mw_download_job_input(s->cfg, job, scratch, sizeof(scratch), reason, sizeof(reason)) : 0;
     if (ret >= 0)
         ret = run_job(s, job, d, &result, reason, sizeof(reason));
+    mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us) / 1e6);
+    count_result(s->shared->metrics, result);
     mw_download_job_cleanup(scratch, job);
     if (atomic_load(&s->shared->abandon)) {
         /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
@@ -290,7 +326,7 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
         if (mw_topology_retry_tier(d->failures + 1, mw_broker_tiers(s->broker))) {
             char why[512];
             snprintf(why, sizeof(why), "%s%s%s", mw_err2str(ret), reason[0] ? ": " : "", reason);
-            atomic_fetch_add(&s->shared->retried, 1);
+            mw_metrics_add(s->shared->metrics, MW_METRIC_RETRIES, 1);
             mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, why);
             goto end;
         }
@@ -322,7 +358,13 @@ static void *slot_main(void *arg)
             mw_delivery_free(&d);
             continue;
         }
+        mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, 1);
         handle(s, d);
+        mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, -1);
+        /* A process lost with its job is replaced now, not when the next job arrives: that job does not
+         * wait for it, and /readyz does not report a worker without job processes while it is idle. */
+        if (s->jobproc && !mw_jobproc_pid(s->jobproc) && !atomic_load(&s->shared->draining))
+            mw_jobproc_prepare(s->jobproc);
     }
     pthread_mutex_lock(&s->jobproc_lock);
     mw_jobproc_free(&s->jobproc);

@@ -6,6 +6,9 @@
  * stop consuming first; let the slots finish (their verdicts reach the broker thread); only then stop the
  * broker thread, which applies those verdicts, waits for outstanding publisher confirms and requeues
  * whatever is still unacknowledged before it closes the connection.
+ *
+ * The metrics set and the http endpoint live longest: created before any other thread, stopped after all
+ * of them, so /healthz answers and /readyz says "draining" for the whole shutdown.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -20,7 +23,9 @@
 
 #include "mediaworker/broker.h"
 #include "mediaworker/error.h"
+#include "mediaworker/httpd.h"
 #include "mediaworker/log.h"
+#include "mediaworker/metrics.h"
 #include "mediaworker/path.h"
 #include "mediaworker/queue.h"
 #include "mediaworker/slot.h"
@@ -36,6 +41,8 @@ struct supervisor {
     struct mw_slot **slots;
     int slot_count;
     struct mw_slot_shared shared;
+    struct mw_metrics *metrics;
+    struct mw_httpd *httpd;
 };
 
 /* Waits up to timeout_ms (negative = forever) for SIGTERM/SIGINT; returns the signal or 0. */
@@ -69,9 +76,15 @@ static int start(struct supervisor *sv)
     }
     if (access(cfg->input_root, R_OK | X_OK) < 0)
         mw_log(MW_LOG_WARN, "supervisor", "MW_INPUT_ROOT %s is not readable: %s", cfg->input_root, strerror(errno));
+    if ((ret = mw_metrics_new(&sv->metrics, MW_VERSION_STRING)) < 0)
+        return ret;
+    sv->shared.metrics = sv->metrics;
+    /* First, so a port that is taken stops the start before anything is consumed. */
+    if ((ret = mw_httpd_new(&sv->httpd, cfg, sv->metrics)) < 0)
+        return ret;
     /* Room for every slot's delivery plus those of a connection that was just replaced. */
     if ((ret = mw_queue_new(&sv->deliveries, (size_t)cfg->slots * 4 + 16)) < 0 ||
-        (ret = mw_broker_new(&sv->broker, cfg, sv->deliveries, cfg->slots)) < 0)
+        (ret = mw_broker_new(&sv->broker, cfg, sv->deliveries, cfg->slots, sv->metrics)) < 0)
         return ret;
     sv->slots = av_calloc((size_t)cfg->slots, sizeof(*sv->slots));
     if (!sv->slots)
@@ -92,6 +105,7 @@ static void drain(struct supervisor *sv)
     int64_t until = av_gettime_relative() + (int64_t)sv->cfg->shutdown_grace_s * 1000000;
 
     atomic_store(&sv->shared.draining, 1);
+    mw_metrics_gauge_set(sv->metrics, MW_METRIC_DRAINING, 1);
     mw_broker_cancel(sv->broker);
     mw_queue_close(sv->deliveries);
     while (!all_slots_finished(sv)) {
@@ -137,14 +151,16 @@ static void stop(struct supervisor *sv)
         mw_delivery_free(&d);
     mw_queue_free(&sv->deliveries);
     mw_log(MW_LOG_INFO, "supervisor",
-           "stopped: %llu processed, %llu failed, %llu retried, %llu dead-lettered (%llu invalid), %llu users "
-           "gone, %llu redelivered; broker: %" PRIu64 " delivered, %" PRIu64 " acked, %" PRIu64 " requeued, %" PRIu64
-           " reconnects",
-           (unsigned long long)sv->shared.processed, (unsigned long long)sv->shared.failed,
-           (unsigned long long)sv->shared.retried, (unsigned long long)sv->shared.dead_lettered,
-           (unsigned long long)sv->shared.invalid, (unsigned long long)sv->shared.gone,
-           (unsigned long long)sv->shared.redelivered, stats.delivered, stats.acked, stats.requeued,
+           "stopped: %" PRIu64 " processed, %" PRIu64 " failed, %" PRIu64 " retried, %" PRIu64 " dead-lettered (%"
+           PRIu64 " invalid), %" PRIu64 " users gone, %" PRIu64 " redelivered; broker: %" PRIu64 " delivered, %"
+           PRIu64 " acked, %" PRIu64 " requeued, %" PRIu64 " reconnects",
+           mw_metrics_get(sv->metrics, MW_METRIC_JOBS_PROCESSED), mw_metrics_get(sv->metrics, MW_METRIC_JOBS_FAILED),
+           mw_metrics_get(sv->metrics, MW_METRIC_RETRIES), mw_metrics_get(sv->metrics, MW_METRIC_DEAD_LETTERS),
+           mw_metrics_get(sv->metrics, MW_METRIC_INVALID), mw_metrics_get(sv->metrics, MW_METRIC_USERS_GONE),
+           mw_metrics_get(sv->metrics, MW_METRIC_REDELIVERIES), stats.delivered, stats.acked, stats.requeued,
            stats.reconnects);
+    mw_httpd_free(&sv->httpd);
+    mw_metrics_free(&sv->metrics);
 }
 
 int mw_supervisor_run(const struct mw_config *cfg)

@@ -41,6 +41,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         action = service._next_action()
+        if service.delay_s:
+            time.sleep(service.delay_s)
         status, retry_after = 200, None
         if action == "stall":
             service._record(self, body, "stall")
@@ -81,6 +83,7 @@ class DataService:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests = []
         self.stall_s = 30
+        self.delay_s = 0          # every answer waits this long (a slow Data Service; jobs take longer)
         self.default = 200
         self._script = []
         self._lock = threading.Condition()

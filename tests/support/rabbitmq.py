@@ -32,12 +32,15 @@ def free_port():
 class RabbitMQ:
     """start() / stop() / restart() a private node; url is its amqp:// URL (guest works on localhost)."""
 
-    def __init__(self, base_dir, port=None):
+    def __init__(self, base_dir, port=None, name=None, cookie=None):
+        """name: the node name's first part (mwtest-<port> by default); cookie: an Erlang cookie shared
+        with other nodes of a cluster (each node gets its own otherwise)."""
         self.port = port or free_port()
         self.dist_port = free_port()
         self.base = os.path.join(base_dir, f"rabbitmq-{self.port}")
-        self.node = f"mwtest-{self.port}@localhost"
+        self.node = f"{name or 'mwtest-%d' % self.port}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+        self.cookie = cookie
         self.proc = None
 
     def _env(self):
@@ -69,7 +72,21 @@ class RabbitMQ:
             "RABBITMQ_LOGS": os.path.join(self.base, "log", "node.log"),
         })
         open(env["RABBITMQ_CONF_ENV_FILE"], "a").close()
+        if self.cookie:
+            # The node and rabbitmqctl both read $HOME/.erlang.cookie; it must not be readable by others.
+            path = os.path.join(self.base, ".erlang.cookie")
+            if os.path.exists(path):
+                os.chmod(path, 0o600)
+            with open(path, "w") as f:
+                f.write(self.cookie)
+            os.chmod(path, 0o400)
         return env
+
+    def ctl(self, *args, timeout=60, tool="rabbitmqctl"):
+        """Runs rabbitmqctl (or another CLI tool) against this node; returns the CompletedProcess."""
+        return subprocess.run([os.path.join(os.path.dirname(SERVER), tool), "-n", self.node, *args],
+                              env=self._env(), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def start(self, timeout=60):
         os.makedirs(os.path.join(self.base, "log"), exist_ok=True)
@@ -111,6 +128,18 @@ class RabbitMQ:
         self.proc = None
         self.log.close()
 
+    def kill(self):
+        """SIGKILL, as a crash or a lost machine would: no goodbye to clients or to the other nodes."""
+        if not self.proc:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc = None
+        self.log.close()
+
     def restart(self, down_s=0.0):
         self.stop()
         time.sleep(down_s)
@@ -122,6 +151,60 @@ class RabbitMQ:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+class Cluster:
+    """Three (or n) nodes rabbit-<letter>-<port>@localhost on loopback with a shared cookie, joined with
+    rabbitmqctl join_cluster to the first one. urls is the comma-separated list a worker takes."""
+
+    def __init__(self, base_dir, size=3):
+        cookie = "MWTESTCOOKIE%d" % free_port()
+        ports = [free_port() for _ in range(size)]
+        self.nodes = [RabbitMQ(base_dir, port=p, name=f"rabbit-{chr(ord('a') + i)}-{p}", cookie=cookie)
+                      for i, p in enumerate(ports)]
+        self.urls = ",".join(n.url for n in self.nodes)
+
+    def start(self, timeout=90):
+        import threading
+        errors = []
+
+        def boot(node):
+            try:
+                node.start(timeout=timeout)
+            except Exception as e:  # reported below, after every thread ended
+                errors.append(e)
+
+        threads = [threading.Thread(target=boot, args=(n,)) for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        first = self.nodes[0]
+        for node in self.nodes[1:]:
+            for args in (("stop_app",), ("join_cluster", first.node), ("start_app",)):
+                out = node.ctl(*args)
+                if out.returncode != 0:
+                    raise RuntimeError(f"{node.node}: rabbitmqctl {' '.join(args)}: {out.stdout}{out.stderr}")
+        return self
+
+    def running_nodes(self, via):
+        out = via.ctl("eval", "rabbit_nodes:all_running().")
+        return out.stdout
+
+    def node_named(self, name):
+        return next(n for n in self.nodes if n.node == name)
+
+    def cleanup(self):
+        for n in self.nodes:
+            n.cleanup()
 
     def __enter__(self):
         return self.start()
