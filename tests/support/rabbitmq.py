@@ -72,6 +72,13 @@ class RabbitMQ:
             "RABBITMQ_LOGS": os.path.join(self.base, "log", "node.log"),
         })
         open(env["RABBITMQ_CONF_ENV_FILE"], "a").close()
+        # Node names end in @localhost; a minimal system (a fresh container, a debootstrap root) may have no
+        # /etc/hosts to resolve it, and Erlang's distribution then refuses to start. Its own resolver
+        # configuration states the one name we need.
+        inetrc = os.path.join(self.base, "erl_inetrc")
+        with open(inetrc, "w") as f:
+            f.write('{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
+        env["ERL_INETRC"] = inetrc
         if self.cookie:
             # The node and rabbitmqctl both read $HOME/.erlang.cookie; it must not be readable by others.
             path = os.path.join(self.base, ".erlang.cookie")
