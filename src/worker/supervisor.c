@@ -19,6 +19,7 @@
 #include <libavutil/time.h>
 
 #include "mediaworker/broker.h"
+#include "mediaworker/download.h"
 #include "mediaworker/error.h"
 #include "mediaworker/log.h"
 #include "mediaworker/path.h"
@@ -67,6 +68,7 @@ static int start(struct supervisor *sv)
         mw_log(MW_LOG_ERROR, "supervisor", "cannot create MW_OUTPUT_ROOT/MW_SCRATCH_DIR: %s", mw_err2str(ret));
         return ret;
     }
+    mw_download_scratch_sweep(cfg);
     if (access(cfg->input_root, R_OK | X_OK) < 0)
         mw_log(MW_LOG_WARN, "supervisor", "MW_INPUT_ROOT %s is not readable: %s", cfg->input_root, strerror(errno));
     /* Room for every slot's delivery plus those of a connection that was just replaced. */
