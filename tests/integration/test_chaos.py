@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+import http.server
+
 import data_service
 import mwtest
 import rabbitmq
@@ -30,7 +32,7 @@ TIERS = (QUEUE + ".retry.1", QUEUE + ".retry.2")
 JOBS = int(os.environ.get("MW_CHAOS_JOBS", "300"))
 SECONDS = float(os.environ.get("MW_CHAOS_SECONDS", "40"))
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "UndefinedBehaviorSanitizer", "runtime error:")
-WORKER_ENV = {"MW_SLOTS": 2, "MW_RETRY_DELAYS": "1,2", "HTTP_CLIENT_TIMEOUT": 1, "HTTP_CLIENT_RETRIES": 2,
+WORKER_ENV = {"MW_URL_ALLOW_NETWORKS": "127.0.0.1/32", "MW_SLOTS": 2, "MW_RETRY_DELAYS": "1,2", "HTTP_CLIENT_TIMEOUT": 1, "HTTP_CLIENT_RETRIES": 2,
               "MW_SHUTDOWN_GRACE": 10, "MW_HEARTBEAT": 5, "MW_LOG_LEVEL": "info"}
 
 # kind -> (weight, body builder taking the user id); "valid" kinds must end processed.
@@ -40,6 +42,10 @@ KINDS = {
                                  "operations": [{"type": "probe"}, {"type": "thumbnail", "width": 64}]}),
     "transcode": (8, lambda u: {"user_id": u, "file_info": {"path": "clip.mp4"},
                                 "operations": [{"type": "transcode", "preset": "web", "renditions": [120]}]}),
+    # Downloaded by the slot from a local origin that trickles the clip over about half a second, so
+    # killed workers meet downloads in flight.
+    "url": (6, lambda u: {"user_id": u, "file_info": {"url": f"{Origin.url}/clip.mp4"},
+                          "operations": [{"type": "probe"}]}),
     "invalid": (12, lambda u: random.choice([
         b"{not json",
         {"file_info": {"path": "clip.mp4"}},
@@ -50,7 +56,27 @@ KINDS = {
         ["truncated.mp4", "zero-bytes.mp4", "random-bytes.mp4", "header-only.mp4", "ansi-text.mp4",
          "playlist.mp4", "ffconcat.mp4"])}, "operations": [{"type": "probe"}, {"type": "thumbnail"}]}),
 }
-VALID = ("probe", "thumbnail", "transcode")
+VALID = ("probe", "thumbnail", "transcode", "url")
+
+
+class Origin(http.server.BaseHTTPRequestHandler):
+    clip = b""
+    url = ""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(self.clip)))
+            self.end_headers()
+            for i in range(0, len(self.clip), len(self.clip) // 10 + 1):
+                self.wfile.write(self.clip[i:i + len(self.clip) // 10 + 1])
+                self.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 class Soak:
@@ -66,7 +92,9 @@ class Soak:
         self.lock = threading.Lock()
 
     def new_worker(self, i):
-        return Worker(self.broker, self.ds, *self.roots, name=f"chaos{i}", **WORKER_ENV)
+        """Worker i; its restarts keep its scratch directory, as a restarted container keeps its pod's."""
+        return Worker(self.broker, self.ds, *self.roots, name=f"chaos{i}",
+                      MW_SCRATCH_DIR=os.path.join(self.roots[1], f".scratch-{i}"), **WORKER_ENV)
 
     def publish_with_retry(self, body, job_id):
         """The publisher keeps trying through broker restarts; a lost confirm may duplicate the message,
@@ -120,7 +148,15 @@ class Soak:
                 pass
 
     def kill_worker(self, rng):
+        """SIGKILLs a worker, preferring one with a download in flight (its scratch directory in use)."""
         i = rng.randrange(len(self.workers))
+        for _ in range(40):
+            busy = [k for k in range(len(self.workers))
+                    if os.listdir(os.path.join(self.roots[1], f".scratch-{k}"))]
+            if busy:
+                i = rng.choice(busy)
+                break
+            time.sleep(0.025)
         self.workers[i].proc.kill()
         self.workers[i].wait()
         self.workers[i] = self.new_worker(i)
@@ -202,6 +238,11 @@ def main():
     for sub in ("hostile", "broken"):
         for name in os.listdir(os.path.join(mwtest.FIXTURES, sub)):
             shutil.copy(os.path.join(mwtest.FIXTURES, sub, name), os.path.join(input_root, name))
+    Origin.clip = open(os.path.join(input_root, "clip.mp4"), "rb").read()
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    origin.daemon_threads = True
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    Origin.url = f"http://127.0.0.1:{origin.server_address[1]}"
     started = time.monotonic()
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()
@@ -243,6 +284,7 @@ def main():
         finally:
             soak.stop_chaos.set()
             ds.stop()
+            origin.shutdown()
     dead_ids = {}
     for props, _ in dead:
         dead_ids[props.message_id] = dead_ids.get(props.message_id, 0) + 1
@@ -267,8 +309,10 @@ def main():
             check(result in ("failed", "dead"), f"{job_id} ({kind}): ended {result}: {soak.bodies[job_id]}")
     left = leftovers(output_root)
     check(not left, f"temporary or partial files left: {left[:10]}")
-    scratch = os.path.join(output_root, ".scratch")
-    check(not os.path.isdir(scratch) or not os.listdir(scratch), "scratch directory left non-empty")
+    for i in range(2):
+        scratch = os.path.join(output_root, f".scratch-{i}")
+        check(not os.path.isdir(scratch) or not os.listdir(scratch),
+              f"scratch directory {scratch} left non-empty: {os.listdir(scratch)}")
     for w in soak.all_workers:
         bad = [l.get("raw", "") for l in w.log_lines() if any(m in l.get("raw", "") for m in SANITIZER_MARKS)]
         check(not bad, f"sanitizer report in {w.log_path}: {bad[:3]}")
