@@ -39,4 +39,12 @@ int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, char 
 /* Removes the downloaded copy and the job's scratch directory; accepts an empty scratch. */
 void mw_download_job_cleanup(const char *scratch, const struct mw_job *job);
 
+/*
+ * Removes every job directory left in MW_SCRATCH_DIR (a download cut short by a killed worker: the
+ * redelivery ran elsewhere, so nothing else would). Only for a worker starting up: scratch belongs to one
+ * worker (docker/compose.yml, the pod's emptyDir), and a restarted container keeps it. Returns how many
+ * were removed.
+ */
+int mw_download_scratch_sweep(const struct mw_config *cfg);
+
 #endif

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -231,4 +232,38 @@ void mw_download_job_cleanup(const char *scratch, const struct mw_job *job)
     if (job->local_input[0])
         unlink(job->local_input);
     rmdir(scratch);
+}
+
+int mw_download_scratch_sweep(const struct mw_config *cfg)
+{
+    DIR *dir = opendir(cfg->scratch_dir);
+    struct dirent *entry;
+    int removed = 0;
+
+    if (!dir)
+        return 0;
+    while ((entry = readdir(dir))) {
+        char job_dir[4096];
+        DIR *inner;
+        struct dirent *file;
+
+        /* Job ids are path components without a leading dot; anything else here is not ours. */
+        if (entry->d_name[0] == '.' ||
+            snprintf(job_dir, sizeof(job_dir), "%s/%s", cfg->scratch_dir, entry->d_name) >= (int)sizeof(job_dir) ||
+            !(inner = opendir(job_dir)))
+            continue;
+        while ((file = readdir(inner))) {
+            char path[4352];
+            if (strcmp(file->d_name, ".") && strcmp(file->d_name, "..") &&
+                snprintf(path, sizeof(path), "%s/%s", job_dir, file->d_name) < (int)sizeof(path))
+                unlink(path);
+        }
+        closedir(inner);
+        if (rmdir(job_dir) == 0) {
+            mw_log(MW_LOG_WARN, "download", "removed %s, left by a download that was cut short", job_dir);
+            removed++;
+        }
+    }
+    closedir(dir);
+    return removed;
 }

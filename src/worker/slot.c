@@ -12,11 +12,14 @@
  *     decides: 2xx or 404 (user gone) ack; another 4xx dead-letters; retries exhausted go to a retry tier,
  *     where the redelivery runs the job again (the outputs are rewritten under the same names) and reports.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
@@ -151,6 +154,61 @@ static int run_job(struct mw_slot *s, struct mw_job *job, const struct mw_delive
         }
     }
     return mw_jobproc_run(s->jobproc, &message, deadline, on_progress, &run, result, reason, reason_size);
+}
+
+/* Removes path, and below it up to depth levels of subdirectories; links are removed, never followed. */
+static void remove_entry(const char *path, int depth)
+{
+    struct stat st;
+    struct dirent *entry;
+    DIR *dir;
+
+    if (lstat(path, &st) < 0)
+        return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    if (depth > 0 && (dir = opendir(path))) {
+        while ((entry = readdir(dir))) {
+            char child[4096];
+            if (strcmp(entry->d_name, ".") && strcmp(entry->d_name, "..") &&
+                snprintf(child, sizeof(child), "%s/%s", path, entry->d_name) < (int)sizeof(child))
+                remove_entry(child, depth - 1);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
+
+/*
+ * A job process killed while writing (a crash, the deadline, SIGKILL, or the whole worker killed before the
+ * redelivery ran here) leaves its temporaries in the job's output directory: `name.tmp.<pid>` (atomic
+ * writes), `.name.<pid>.tmp` (renditions) and `.hls.<pid>.tmp/` (HLS, two levels deep). Nothing else would
+ * ever remove them. Output names are the worker's own and never contain ".tmp", so everything that does is a
+ * temporary; once this slot's job process is done with the job, no writer of this job is left (the broker
+ * hands a message to one consumer at a time; a message the producer published twice is the exception).
+ */
+static void remove_stale_temporaries(const struct mw_config *cfg, const struct mw_job *job)
+{
+    char dir[2048];
+    struct dirent *entry;
+    DIR *d;
+
+    if (snprintf(dir, sizeof(dir), "%s/%" PRId64 "/%s", cfg->output_root, job->user_id, job->job_id) >=
+            (int)sizeof(dir) || !(d = opendir(dir)))
+        return;
+    while ((entry = readdir(d))) {
+        size_t len = strlen(entry->d_name);
+        char path[4096];
+
+        if ((strstr(entry->d_name, ".tmp.") || (len > 4 && !strcmp(entry->d_name + len - 4, ".tmp"))) &&
+            snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name) < (int)sizeof(path)) {
+            mw_log(MW_LOG_INFO, "slot", "removing a temporary left by an interrupted attempt: %s", entry->d_name);
+            remove_entry(path, 2);
+        }
+    }
+    closedir(d);
 }
 
 static void publish_outcome(struct mw_slot *s, const struct mw_job *job, const cJSON *result, int ok)
@@ -317,6 +375,7 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us) / 1e6);
     count_result(s->shared->metrics, result);
     mw_download_job_cleanup(scratch, job);
+    remove_stale_temporaries(s->cfg, job);
     if (atomic_load(&s->shared->abandon)) {
         /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
         mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);

@@ -22,6 +22,7 @@
 #include <libavutil/time.h>
 
 #include "mediaworker/broker.h"
+#include "mediaworker/download.h"
 #include "mediaworker/error.h"
 #include "mediaworker/httpd.h"
 #include "mediaworker/log.h"
@@ -74,6 +75,7 @@ static int start(struct supervisor *sv)
         mw_log(MW_LOG_ERROR, "supervisor", "cannot create MW_OUTPUT_ROOT/MW_SCRATCH_DIR: %s", mw_err2str(ret));
         return ret;
     }
+    mw_download_scratch_sweep(cfg);
     if (access(cfg->input_root, R_OK | X_OK) < 0)
         mw_log(MW_LOG_WARN, "supervisor", "MW_INPUT_ROOT %s is not readable: %s", cfg->input_root, strerror(errno));
     if ((ret = mw_metrics_new(&sv->metrics, MW_VERSION_STRING)) < 0)

@@ -6,6 +6,7 @@ In-process use (tests):
     ds.script(("retry_after", 503, "1")) # 503 with Retry-After: 1
     ds.script("stall")                  # never answer (the client times out)
     ds.script("drop")                   # close the connection without answering
+    ds.clear_script()                   # forget answers not given yet
     ds.wait_for(lambda reqs: len(reqs) >= 3, timeout=20)
     ds.requests  -> [{"method", "path", "headers", "json", "status", "time"}]
     ds.stop()
@@ -102,6 +103,10 @@ class DataService:
     def script(self, *actions):
         with self._lock:
             self._script.extend(actions)
+
+    def clear_script(self):
+        with self._lock:
+            self._script = []
 
     def reset(self, default=200):
         with self._lock:
