@@ -104,7 +104,10 @@ class RabbitMQ:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}; see {self.base}")
+                # The test's directory may be gone by the time someone reads the failure: say why here.
+                with open(os.path.join(self.base, "console.log"), errors="replace") as f:
+                    tail = "".join(f.readlines()[-8:])
+                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}; see {self.base}:\n{tail}")
             if self.ready():
                 return self
             time.sleep(0.3)
@@ -131,9 +134,23 @@ class RabbitMQ:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
-        # epmd is shared by every Erlang node on the machine and outlives ours; it is left running.
+        # epmd is shared by every Erlang node on the machine and outlives ours; it is left running. A restart
+        # under the same name must wait until epmd has let go of it, or the new node refuses to start.
         self.proc = None
         self.log.close()
+        self._wait_unregistered()
+
+    def _wait_unregistered(self, timeout=15):
+        short = self.node.split("@")[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                names = subprocess.run(["epmd", "-names"], capture_output=True, text=True, timeout=5).stdout
+            except (OSError, subprocess.TimeoutExpired):
+                return
+            if f"name {short} at port" not in names:
+                return
+            time.sleep(0.2)
 
     def kill(self):
         """SIGKILL, as a crash or a lost machine would: no goodbye to clients or to the other nodes."""
@@ -146,6 +163,7 @@ class RabbitMQ:
         self.proc.wait()
         self.proc = None
         self.log.close()
+        self._wait_unregistered()
 
     def restart(self, down_s=0.0):
         self.stop()
