@@ -3,65 +3,13 @@
 A real HTTP server on loopback plays the remote host. Loopback is itself a denied range, so the default
 policy must refuse it; the allow-list opens exactly that host for the cases that need a transfer.
 """
-import http.server
 import json
 import os
-import threading
 import time
 
 import corpus
+import origin
 from mwtest import check, finish, fresh_dir, run
-
-
-class Origin(http.server.BaseHTTPRequestHandler):
-    clip = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        port = self.server.server_address[1]
-        if self.path == "/clip.mp4":
-            with open(self.clip, "rb") as f:
-                body = f.read()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path.startswith("/redirect"):
-            target = {"/redirect-metadata": "http://169.254.169.254/latest/meta-data/",
-                      "/redirect-file": "file:///etc/passwd",
-                      "/redirect-clip": f"http://127.0.0.1:{port}/clip.mp4"}[self.path]
-            self.send_response(302)
-            self.send_header("Location", target)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif self.path == "/huge":
-            self.send_response(200)
-            self.end_headers()
-            chunk = b"\0" * 65536
-            try:
-                for _ in range(200):
-                    self.wfile.write(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-        elif self.path == "/stall":
-            self.send_response(200)
-            self.send_header("Content-Length", "1000000")
-            self.end_headers()
-            self.wfile.write(b"\0" * 100)
-            self.wfile.flush()
-            time.sleep(8)
-        else:
-            self.send_error(404)
-
-
-def start_origin():
-    Origin.clip = corpus.path("h264_aac.mp4")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
 
 
 def run_url_job(work, url, env=None, timeout=60):
@@ -91,11 +39,12 @@ def expect_error(work, url, code, env=None, label=None):
 def main():
     corpus.build()
     work = fresh_dir("download")
-    server, port = start_origin()
-    origin = f"http://127.0.0.1:{port}"
+    server = origin.start(corpus.path("h264_aac.mp4"))
+    port = server.server_address[1]
+    base = f"http://127.0.0.1:{port}"
     allow = {"MW_URL_ALLOW_NETWORKS": "127.0.0.1/32"}
 
-    report = expect_error(work, f"{origin}/clip.mp4", "URL_REFUSED", label="loopback by default")
+    report = expect_error(work, f"{base}/clip.mp4", "URL_REFUSED", label="loopback by default")
     check("loopback" in report.get("error", {}).get("message", ""), "the refusal names the range")
     expect_error(work, f"http://localhost:{port}/clip.mp4", "URL_REFUSED", label="name resolving to loopback")
     expect_error(work, f"http://[::1]:{port}/clip.mp4", "URL_REFUSED", label="IPv6 loopback")
@@ -103,22 +52,22 @@ def main():
     expect_error(work, "http://10.1.2.3/clip.mp4", "URL_REFUSED", label="private network")
     expect_error(work, f"http://0.0.0.0:{port}/clip.mp4", "URL_REFUSED", label="0.0.0.0")
 
-    proc, report = run_url_job(work, f"{origin}/clip.mp4", allow)
+    proc, report = run_url_job(work, f"{base}/clip.mp4", allow)
     check(proc.returncode == 0 and report.get("status") == "processed",
           f"allowed origin: processed ({proc.stderr[-500:]})")
     check(report.get("probe", {}).get("streams", [{}])[0].get("codec") == "h264", "downloaded copy was probed")
     check(not os.listdir(os.path.join(work, "scratch")) or
           not os.listdir(os.path.join(work, "scratch", "url-job")), "scratch cleaned after success")
-    proc, report = run_url_job(work, f"{origin}/redirect-clip", allow)
+    proc, report = run_url_job(work, f"{base}/redirect-clip", allow)
     check(report.get("status") == "processed", "a redirect within the allowed origin is followed")
 
-    expect_error(work, f"{origin}/redirect-metadata", "URL_REFUSED", allow, "redirect to cloud metadata")
-    expect_error(work, f"{origin}/redirect-file", "URL_REFUSED", allow, "redirect to file://")
-    expect_error(work, f"{origin}/huge", "DOWNLOAD_TOO_LARGE", dict(allow, MW_URL_MAX_BYTES="100000"), "size cap")
+    expect_error(work, f"{base}/redirect-metadata", "URL_REFUSED", allow, "redirect to cloud metadata")
+    expect_error(work, f"{base}/redirect-file", "URL_REFUSED", allow, "redirect to file://")
+    expect_error(work, f"{base}/huge", "DOWNLOAD_TOO_LARGE", dict(allow, MW_URL_MAX_BYTES="100000"), "size cap")
     started = time.monotonic()
-    expect_error(work, f"{origin}/stall", "DOWNLOAD_FAILED", dict(allow, MW_URL_TIMEOUT="2"), "stalling server")
+    expect_error(work, f"{base}/stall", "DOWNLOAD_FAILED", dict(allow, MW_URL_TIMEOUT="2"), "stalling server")
     check(time.monotonic() - started < 6, "the stall is cut at the timeout")
-    expect_error(work, f"{origin}/missing.mp4", "DOWNLOAD_REJECTED", allow, "HTTP 404")
+    expect_error(work, f"{base}/missing.mp4", "DOWNLOAD_REJECTED", allow, "HTTP 404")
     proc = run_url_job(work, "ftp://127.0.0.1/clip.mp4", allow)[0]
     check(proc.returncode == 1 and "file_info.url" in proc.stderr, "non-http scheme refused by the parser")
     server.shutdown()

@@ -7,16 +7,15 @@ Files that must keep exactly their bytes are committed under fixtures/hostile an
 are generated here (a few hundred bytes each). URL inputs meet a local origin server: the default policy
 refuses loopback, so one worker runs with the default policy and another allows exactly 127.0.0.1.
 """
-import http.server
 import os
 import shutil
 import struct
 import sys
-import threading
 import time
 import zlib
 
 import data_service
+import origin
 import mwtest
 import rabbitmq
 from mwtest import check, media
@@ -76,55 +75,6 @@ def build_inputs(input_root):
     slow = media("hostile-long.mkv", ["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30:duration=40",
                                       "-c:v", "mpeg4", "-q:v", "5"])
     os.link(slow, os.path.join(user_dir, "long.mkv"))
-
-
-class Origin(http.server.BaseHTTPRequestHandler):
-    clip = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path == "/clip.mp4":
-            body = open(self.clip, "rb").read()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        elif self.path.startswith("/redirect-"):
-            target = {"/redirect-metadata": "http://169.254.169.254/latest/meta-data/",
-                      "/redirect-private": "http://10.0.0.1/clip.mp4",
-                      "/redirect-v6": "http://[::1]/clip.mp4"}[self.path]
-            self.send_response(302)
-            self.send_header("Location", target)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        elif self.path == "/huge":
-            self.send_response(200)
-            self.end_headers()
-            try:
-                for _ in range(200):
-                    self.wfile.write(b"\0" * 65536)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-        elif self.path == "/stall":
-            self.send_response(200)
-            # Under the size cap, so only the stall can end the transfer.
-            self.send_header("Content-Length", "50000")
-            self.end_headers()
-            self.wfile.write(b"\0" * 100)
-            self.wfile.flush()
-            time.sleep(6)
-        else:
-            self.send_error(404)
-
-
-def start_origin(clip):
-    Origin.clip = clip
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def leftovers(output_root):
@@ -226,13 +176,13 @@ def url_refusals(r, port):
 
 
 def url_transfers(r, port):
-    origin = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{port}"
     for name in ("metadata", "private", "v6"):
-        r.case(f"url-redirect-{name}", {"url": f"{origin}/redirect-{name}"}, PROBE, ("URL_REFUSED",))
-    r.case("url-too-large", {"url": f"{origin}/huge"}, PROBE, ("DOWNLOAD_TOO_LARGE",))
+        r.case(f"url-redirect-{name}", {"url": f"{base}/redirect-{name}"}, PROBE, ("URL_REFUSED",))
+    r.case("url-too-large", {"url": f"{base}/huge"}, PROBE, ("DOWNLOAD_TOO_LARGE",))
     # A stall is transient: retried through both tiers (1 s, 2 s), then reported failed and dead-lettered.
     dead_before = queue_depth(r.broker, QUEUE + ".dead")
-    r.case("url-stall", {"url": f"{origin}/stall"}, PROBE, ("DOWNLOAD_FAILED",), timeout=60)
+    r.case("url-stall", {"url": f"{base}/stall"}, PROBE, ("DOWNLOAD_FAILED",), timeout=60)
     check(queue_depth(r.broker, QUEUE + ".dead") > dead_before, "url-stall: dead-lettered after the last tier")
 
 
@@ -242,8 +192,8 @@ def main():
     os.makedirs(input_root)
     build_inputs(input_root)
     roots = (input_root, output_root)
-    origin = start_origin(os.path.join(input_root, str(USER), "good.mp4"))
-    port = origin.server_address[1]
+    server = origin.start(os.path.join(input_root, str(USER), "good.mp4"))
+    port = server.server_address[1]
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()
         try:
@@ -275,7 +225,7 @@ def main():
             print(f"dead-lettered: {len(dead)}", file=sys.stderr)
         finally:
             ds.stop()
-            origin.shutdown()
+            server.shutdown()
     mwtest.finish()
 
 
