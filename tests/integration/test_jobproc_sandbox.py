@@ -3,6 +3,7 @@ has it), and the whole libav pipeline still works inside: probe, thumbnail, stor
 HLS complete, which proves the filter allows what the pipeline needs. tests/unit/test_sandbox.c proves the
 other half: no socket, no exec, no fork, no reads outside the allowed directories."""
 import os
+import pwd
 import sys
 
 import data_service
@@ -23,6 +24,30 @@ def status_fields(pid):
             key, _, value = line.partition(":")
             fields[key] = value.strip()
     return fields
+
+
+def check_job_user(broker, ds, input_root, output_root):
+    """As root with MW_JOB_USER set, job processes run as that user (containers that must start as root)."""
+    if os.geteuid() != 0:
+        print("not root: MW_JOB_USER is not exercised", file=sys.stderr)
+        return
+    nobody = pwd.getpwnam("nobody")
+    shared_out = os.path.join(os.path.dirname(output_root), "out-nobody")
+    os.makedirs(os.path.join(shared_out, ".scratch"), exist_ok=True)
+    for folder in (shared_out, os.path.join(shared_out, ".scratch")):
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(input_root, 0o755)
+    os.chmod(os.path.join(input_root, "clip.mp4"), 0o644)
+    ds.reset()
+    w = Worker(broker, ds, input_root, shared_out, MW_SLOTS=1, MW_JOB_USER="nobody").start()
+    uid = status_fields(w.job_pids()[0]).get("Uid", "").split()
+    check(uid and all(int(u) == nobody.pw_uid for u in uid), f"job process runs as nobody (Uid: {uid})")
+    job = publish(broker, {"user_id": 22, "file_info": {"path": "clip.mp4"}, "operations": [{"type": "probe"}]})
+    ds.wait_for(lambda r: len(r) >= 1, 60)
+    report = [(r["json"] or {}).get("new_file", {}) for r in ds.requests][0]
+    check(report.get("job_id") == job and report.get("status") == "processed",
+          f"a job runs as nobody: {report.get('error')}")
+    check(w.stop() == 0, "worker with MW_JOB_USER exits 0")
 
 
 def main():
@@ -51,6 +76,7 @@ def main():
             check({"thumbnail", "storyboard", "hls"} <= set(types), f"outputs made: {types}")
             check(w.stop() == 0, "worker exits 0")
             logs = open(w.log_path).read()
+            check_job_user(broker, ds, input_root, output_root)
             check("ERROR: AddressSanitizer" not in logs and "LeakSanitizer has encountered" not in logs and
                   "ERROR: LeakSanitizer" not in logs and "runtime error" not in logs,
                   "no sanitizer report from the worker or its job processes")
