@@ -30,18 +30,12 @@ def ours_thumbnail(files, select, out, at="50%"):
                                                   "--format", "jpeg"]
 
 
-def fresh(name):
-    path = os.path.join(benchlib.WORK, name)
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
 
 def main():
     clip = benchlib.reference_clip()
     files = benchlib.copies(clip, N, "thumbnail-copies")
     have_thumbnailer = shutil.which("ffmpegthumbnailer") is not None
-    out = fresh("thumbnail-out")
+    out = benchlib.fresh("thumbnail-out")
 
     # Warm the page cache so the first tool measured is not penalised.
     benchlib.measure(ours_thumbnail(files[:1], "keyframe", out))
@@ -79,7 +73,7 @@ def main():
                     detail=f"best takes {ours_best / ours_exact:.2f}x the time of exact (target <= 3x)",
                     target=round(1 / 3, 3))
 
-    story = fresh("storyboard-out")
+    story = benchlib.fresh("storyboard-out")
     ours_sb, ours_sb_mb, ours_cpu = cpu_of(benchlib.measure, [benchlib.BIN, "storyboard", clip, "-o", story,
                                                               "--interval", "2", "--tile-width", "160",
                                                               "--columns", "10"])

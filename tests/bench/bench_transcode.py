@@ -7,7 +7,6 @@ Rows (benchlib.report):
 usage: python3 tests/bench/bench_transcode.py [--quick] (--quick: a 10 s clip instead of the 60 s reference)
 """
 import os
-import shutil
 import sys
 
 import benchlib
@@ -47,12 +46,6 @@ def ours(src, folder, heights, *extra):
     return [benchlib.BIN, "transcode", src, "-o", folder, "--renditions", ",".join(map(str, heights))] + list(extra)
 
 
-def fresh(name):
-    folder = os.path.join(benchlib.WORK, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder)
-    return folder
-
 
 def main():
     src = benchlib.reference_clip()
@@ -63,14 +56,14 @@ def main():
         src = quick
     benchlib.log(f"input {src}")
 
-    folder = fresh("tc-one")
+    folder = benchlib.fresh("tc-one")
     theirs_s, theirs_mb = benchlib.measure(ffmpeg_one(src, 720, os.path.join(folder, "ffmpeg_720.mp4")))
     ours_s, ours_mb = benchlib.measure(ours(src, folder, [720], "--no-remux"))
     benchlib.report("transcode", "one-rendition-720p", ours_s, theirs_s, ours_mb, theirs_mb,
                     detail="ffmpeg CLI, same x264/AAC settings", target="time ratio >= 1.05 (ours/theirs <= 0.95)")
 
     heights = [1080, 720, 480]
-    folder = fresh("tc-three")
+    folder = benchlib.fresh("tc-three")
     ours_s, ours_mb = benchlib.measure(ours(src, folder, heights, "--no-remux"))
     sep_s, sep_mb = benchlib.measure_each([ffmpeg_one(src, h, os.path.join(folder, f"ffmpeg_{h}.mp4"))
                                            for h in heights])
@@ -80,9 +73,9 @@ def main():
     benchlib.report("transcode", "three-renditions-vs-split", ours_s, split_s, ours_mb, split_mb,
                     detail="1080/720/480; one ffmpeg command with a split filter", target="ratio >= 1.0, less memory")
 
-    folder = fresh("tc-remux")
+    folder = benchlib.fresh("tc-remux")
     remux_s, remux_mb = benchlib.measure(ours(src, folder, [1080]))
-    encode_s, encode_mb = benchlib.measure(ours(src, fresh("tc-remux-encode"), [1080], "--no-remux"))
+    encode_s, encode_mb = benchlib.measure(ours(src, benchlib.fresh("tc-remux-encode"), [1080], "--no-remux"))
     benchlib.report("transcode", "remux-vs-our-transcode", remux_s, encode_s, remux_mb, encode_mb,
                     detail="web-compliant input at its own size", target="ratio >= 20")
     copy_s, copy_mb = benchlib.measure(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", src, "-c", "copy",

@@ -8,6 +8,7 @@ tests/bench/run collects those lines into docs/performance.md.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +73,14 @@ def reference_clip():
                 "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", tmp])
         os.replace(tmp, path)
     return path
+
+
+def fresh(name):
+    """An empty folder WORK/name for one benchmark's outputs."""
+    folder = os.path.join(WORK, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
 
 
 def copies(path, count, name):

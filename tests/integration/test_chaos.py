@@ -219,14 +219,6 @@ def outcome(kind, attempts, dead_ids, job_id):
     return "failed" if any(nf.get("status") == "failed" for nf in accepted) else None
 
 
-def leftovers(root):
-    found = []
-    for top, dirs, files in os.walk(root):
-        for name in files + dirs:
-            if ".tmp" in name or name.endswith(".part"):
-                found.append(os.path.join(top, name))
-    return found
-
 
 def main():
     work = mwtest.fresh_dir("chaos")
@@ -307,7 +299,7 @@ def main():
                     check(os.path.isfile(path) and os.path.getsize(path) > 0, f"{job_id}: output {path} missing")
         else:
             check(result in ("failed", "dead"), f"{job_id} ({kind}): ended {result}: {soak.bodies[job_id]}")
-    left = leftovers(output_root)
+    left = mwtest.leftovers(output_root)
     check(not left, f"temporary or partial files left: {left[:10]}")
     for i in range(2):
         scratch = os.path.join(output_root, f".scratch-{i}")

@@ -77,15 +77,6 @@ def build_inputs(input_root):
     os.link(slow, os.path.join(user_dir, "long.mkv"))
 
 
-def leftovers(output_root):
-    """Temporary or partial files anywhere under the output root (scratch included)."""
-    found = []
-    for top, dirs, files in os.walk(output_root):
-        for name in files + dirs:
-            if ".tmp" in name or name.endswith(".part"):
-                found.append(os.path.join(top, name))
-    return found
-
 
 def scratch_entries(output_root):
     scratch = os.path.join(output_root, ".scratch")
@@ -131,7 +122,7 @@ class Run:
         check(self.w.alive(), f"{name}: the worker still serves")
         wait_until(lambda: queue_depth(self.broker, QUEUE) == 0, 10, what="work queue empty")
         check(not scratch_entries(self.roots[1]), f"{name}: scratch left: {scratch_entries(self.roots[1])}")
-        check(not leftovers(self.roots[1]), f"{name}: temporary files left: {leftovers(self.roots[1])}")
+        check(not mwtest.leftovers(self.roots[1]), f"{name}: temporary files left: {mwtest.leftovers(self.roots[1])}")
         print(f"  {name}: {error.get('code')}: {error.get('message')}", file=sys.stderr)
 
     def finish(self):

@@ -80,3 +80,13 @@ def fresh_dir(name):
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     return path
+
+
+def leftovers(root):
+    """Temporary or partial files anywhere under root: what an interrupted write would leave behind."""
+    found = []
+    for top, dirs, files in os.walk(root):
+        for name in files + dirs:
+            if ".tmp" in name or name.endswith(".part"):
+                found.append(os.path.join(top, name))
+    return found
