@@ -93,7 +93,7 @@ static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
     struct mw_storyboard_result result = {0};
     int ret = parse_params(params, &req, ctx->error_detail, sizeof(ctx->error_detail));
 
-    if (ret < 0)
+    if (ret < 0 || (ret = mw_job_output_dir(ctx)) < 0)
         return ret;
     req.dir = ctx->output_dir;
     req.threads = mw_config_codec_threads(ctx->cfg);

@@ -157,7 +157,7 @@ static int run_thumbnail(struct mw_job_context *ctx, const cJSON *params)
     char paths[MAX_SIZES][2048];
     int ret = parse_params(params, &p, ctx->error_detail, sizeof(ctx->error_detail));
 
-    if (ret < 0)
+    if (ret < 0 || (ret = mw_job_output_dir(ctx)) < 0)
         return ret;
     p.req.threads = mw_config_codec_threads(ctx->cfg);
     p.req.hw_device = ctx->hw_device;

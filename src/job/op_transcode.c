@@ -97,6 +97,9 @@ static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
     cJSON_ArrayForEach(item, renditions)
         options.heights[options.height_count++] = item->valueint;
     /* The job's shared input may have been read by an earlier operation; the pipeline needs the start. */
+    ret = mw_job_output_dir(ctx);
+    if (ret < 0)
+        goto end;
     ret = mw_input_open_file(&in, ctx->input_path, &ctx->cfg->limits, ctx->deadline);
     if (ret < 0)
         goto end;

@@ -22,7 +22,8 @@ struct mw_job_context {
     struct mw_input *input;
     const struct mw_probe *probe;
     const char *input_path;          /* resolved absolute path of the input */
-    const char *output_dir;          /* <output_root>/<user_id>/<job_id>, created */
+    const char *output_dir;          /* <output_root>/<user_id>/<job_id>, made by mw_job_output_dir */
+    int output_dir_made;
     int64_t deadline;                /* av_gettime_relative() value */
     AVBufferRef *hw_device;          /* the process's device for decoding, or NULL for software */
     struct mw_hwaccel_choice hwaccel;/* what was asked, what was got, and why not */
@@ -49,6 +50,12 @@ struct mw_operation_handler {
 
 /* The handler for type, or NULL. */
 const struct mw_operation_handler *mw_operation_find(const char *type);
+
+/*
+ * Makes ctx->output_dir (once) for a handler about to write there. A job that writes nothing (a probe,
+ * whose result is the report itself) leaves no empty folder behind and costs no directory updates.
+ */
+int mw_job_output_dir(struct mw_job_context *ctx);
 
 /*
  * Adds an output descriptor {type, path, bytes, ...} for a file written under ctx->output_dir; path is

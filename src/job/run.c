@@ -159,11 +159,24 @@ static int locate_input(const struct mw_config *cfg, const struct mw_job *job, c
     return ret;
 }
 
-static int prepare_output_dir(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
+static int name_output_dir(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
 {
     if (snprintf(dir, size, "%s/%lld/%s", cfg->output_root, (long long)job->user_id, job->job_id) >= (int)size)
         return AVERROR(ENAMETOOLONG);
-    return mw_path_mkdirs(dir);
+    return 0;
+}
+
+int mw_job_output_dir(struct mw_job_context *ctx)
+{
+    int ret;
+
+    if (ctx->output_dir_made)
+        return 0;
+    ret = mw_path_mkdirs(ctx->output_dir);
+    if (ret < 0)
+        return ret;
+    ctx->output_dir_made = 1;
+    return 0;
 }
 
 /* True when some operation of the job can work on this input, so the ones that cannot are skipped. */
@@ -269,7 +282,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     if (ret < 0)
         goto end;
     hwaccel_chosen = 1;
-    ret = prepare_output_dir(cfg, job, output_dir, sizeof(output_dir));
+    ret = name_output_dir(cfg, job, output_dir, sizeof(output_dir));
     if (ret < 0)
         goto end;
     ctx.output_dir = output_dir;

@@ -24,7 +24,7 @@ def test_seed_message():
     os.link(corpus.path("h264_aac.mp4"), os.path.join(root, "42", "clip.mp4"))
     job = write_job(work, "job.json", {"user_id": 42, "job_id": "job-1",
                                        "file_info": {"path": "42/clip.mp4", "name": "clip.mp4"},
-                                       "operations": [{"type": "probe"}]})
+                                       "operations": [{"type": "probe", "file": True}]})
     proc = run(["run", job], env=job_env(root, out))
     check(proc.returncode == 0, f"run exits 0: {proc.stderr[-1000:]}")
     report = json.loads(proc.stdout)["new_file"]
@@ -43,6 +43,21 @@ def test_seed_message():
     # A redelivery of the same job overwrites the same files.
     again = run(["run", job], env=job_env(root, out))
     check(again.returncode == 0 and os.listdir(os.path.join(out, "42")) == ["job-1"], "rerun is idempotent")
+    # Without "file", the report is the probe's only result: nothing is written, not even the job's folder.
+    plain = write_job(work, "plain.json", {"user_id": 42, "job_id": "job-2", "file_info": {"path": "42/clip.mp4"},
+                                          "operations": [{"type": "probe"}]})
+    proc = run(["run", plain], env=job_env(root, out))
+    report = json.loads(proc.stdout)["new_file"]
+    check(proc.returncode == 0 and report["status"] == "processed", "plain probe: processed")
+    check(report["outputs"] == [] and report["probe"]["streams"][0]["width"] == 320,
+          f"plain probe: no outputs, the full probe in the report: {report['outputs']}")
+    check(not os.path.exists(os.path.join(out, "42", "job-2")), "plain probe: no output folder made")
+    bad = write_job(work, "bad.json", {"user_id": 42, "job_id": "job-3", "file_info": {"path": "42/clip.mp4"},
+                                      "operations": [{"type": "probe", "file": "yes"}]})
+    proc = run(["run", bad], env=job_env(root, out))
+    report = json.loads(proc.stdout)["new_file"]
+    check(proc.returncode != 0 and report["error"]["code"] == "INVALID_MESSAGE" and
+          "probe.file" in report["error"]["message"], f"probe.file must be a boolean: {report.get('error')}")
 
 
 def test_hardware_fallback_is_recorded():
