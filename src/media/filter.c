@@ -168,17 +168,31 @@ static int describe_shared(char *d, size_t size, const struct mw_video_filter_sp
     return ret;
 }
 
+/* A rendition at the source's own size, from 8-bit 4:2:0 limited-range BT.709, is already what the encoder
+ * takes. A scale filter given colour options would still run every frame through swscale (a full copy per
+ * 1080p frame for the top rung of a ladder), so such a branch gets no scale filter at all. */
+static int needs_conversion(const struct mw_video_filter_spec *spec, int width, int height, const char *matrix)
+{
+    const AVCodecContext *src = spec->source;
+
+    return spec->tonemap || src->pix_fmt != AV_PIX_FMT_YUV420P || src->color_range == AVCOL_RANGE_JPEG ||
+           strcmp(matrix, "bt709") || src->width != width || src->height != height;
+}
+
 static int describe_branch(char *d, size_t size, const struct mw_video_filter_spec *spec, int i)
 {
     const struct mw_rendition *r = &spec->renditions[i];
     int sideways = spec->rotation == 90 || spec->rotation == 270;
     const char *matrix = spec->tonemap ? "bt709" : source_matrix(spec->source);
+    /* Scaled to the size before rotation, so that rotating gives the upright rendition size. */
+    int width = sideways ? r->height : r->width, height = sideways ? r->width : r->height;
     int ret;
 
-    /* Scaled to the size before rotation, so that rotating gives the upright rendition size. */
-    ret = append(d, size, ";[s%d]scale=w=%d:h=%d:in_color_matrix=%s:out_color_matrix=bt709:out_range=tv,"
-                          "format=yuv420p", i, sideways ? r->height : r->width, sideways ? r->width : r->height,
-                 matrix);
+    if (needs_conversion(spec, width, height, matrix))
+        ret = append(d, size, ";[s%d]scale=w=%d:h=%d:in_color_matrix=%s:out_color_matrix=bt709:out_range=tv,"
+                              "format=yuv420p", i, width, height, matrix);
+    else
+        ret = append(d, size, ";[s%d]null", i);
     if (!ret && spec->hflip)
         ret = append(d, size, ",hflip");
     if (!ret && spec->rotation == 90)

@@ -127,9 +127,12 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     struct mw_video_filter_spec spec = {0};
     /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
      * each taking all of them. Within its share an encoder gets x264's own 1.5 frame threads per core:
-     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. */
+     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. Yet never
+     * fewer than two when the job has two cores: the largest rendition finishes last, and a one-thread
+     * encoder would then leave the other core idle (1080/720/480 of a 10 s 1080p clip on two cores:
+     * 7.3-7.7 s with one x264 thread each, 6.7-6.8 s with two, still below the ffmpeg split's memory). */
     int share = p->opt->threads / p->count;
-    int encoder_threads = share > 0 ? share * 3 / 2 : 1;
+    int encoder_threads = FFMAX(share * 3 / 2, FFMIN(p->opt->threads, 2));
     int ret;
 
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
