@@ -127,12 +127,13 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     struct mw_video_filter_spec spec = {0};
     /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
      * each taking all of them. Within its share an encoder gets x264's own 1.5 frame threads per core:
-     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. Yet never
-     * fewer than two when the job has two cores: the largest rendition finishes last, and a one-thread
-     * encoder would then leave the other core idle (1080/720/480 of a 10 s 1080p clip on two cores:
-     * 7.3-7.7 s with one x264 thread each, 6.7-6.8 s with two, still below the ffmpeg split's memory). */
+     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. With several
+     * renditions, never fewer than two: the largest encodes longest and sets the pace, and on one thread it
+     * could not use a core the smaller ones leave idle (1080/720/480 of the 60 s reference on two cores with
+     * one job thread: 40.2 s with one x264 thread each, 39.1 s with two, 457 MB against the ffmpeg split
+     * command's 489 MB). */
     int share = p->opt->threads / p->count;
-    int encoder_threads = FFMAX(share * 3 / 2, FFMIN(p->opt->threads, 2));
+    int encoder_threads = FFMAX(share * 3 / 2, p->count > 1 ? 2 : 1);
     int ret;
 
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
