@@ -6,6 +6,7 @@ Debian wrapper that switches to the rabbitmq user, so it works the same as root 
 Readiness is an AMQP handshake, not rabbitmq-diagnostics, so no epmd lookup or cookie is involved.
 """
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,10 +24,30 @@ except ImportError:
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
 
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(v) for v in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range. A port from that range can be taken while the broker
+    is down by a client reconnecting to it: connecting to a local port nobody listens on may pick that
+    same port as its source and connect to itself, and the restarted broker then fails with EADDRINUSE."""
+    low, high = _ephemeral_range()
+    top, bottom = (low - 1, 10000) if low > 11000 else (65535, high + 1)
+    for _ in range(200):
+        port = random.randint(bottom, top)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port found in {bottom}-{top}")
 
 
 class RabbitMQ:
