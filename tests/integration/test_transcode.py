@@ -60,6 +60,10 @@ TRACKS = media("tc-tracks.mkv", [
     "-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo", "-f", "lavfi", "-i", "sine=frequency=800:sample_rate=48000",
     "-i", SUBTITLES, "-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:s",
     "-c:v", "mpeg4", "-c:a", "aac", "-c:s", "subrip", "-t", "2", "-disposition:a:0", "0", "-disposition:a:1", "default"])
+# BT.709-tagged 8-bit 4:2:0: a rendition at its own size needs no conversion.
+TAGGED = media("tc-bt709-320x240.mp4", [
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=2", "-c:v", "libx264", "-preset", "ultrafast",
+    "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"])
 SEGMENT = media("tc-seg.ts", ["-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=2",
                               "-c:v", "mpeg2video"])
 
@@ -313,6 +317,32 @@ def test_odd_inputs():
               "the default (audible) audio track was not the one kept")
 
 
+def mean_luma(path):
+    raw = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-frames:v", "1", "-vf", "format=gray", "-f", "rawvideo",
+                          "-"], capture_output=True, check=True, timeout=60).stdout
+    return sum(raw) / len(raw)
+
+
+def test_rung_at_source_size():
+    """The rung at the source's size and format gets no scale filter (no swscale copy), the others do; its
+    picture keeps the source's levels."""
+    out = fresh_dir("tc-source-size")
+    proc = run(["transcode", TAGGED, "-o", out, "--renditions", "240,120", "--no-remux"], timeout=240,
+               env={"MW_LOG_LEVEL": "debug"})
+    check(proc.returncode == 0, f"transcode exits 0: {proc.stderr[-1500:]}")
+    graphs = [json.loads(line)["msg"] for line in proc.stderr.splitlines()
+              if line.startswith("{") and "video graph" in line]
+    check(len(graphs) == 1, f"one video graph logged: {graphs}")
+    if graphs:
+        check("[s0]null" in graphs[0] and "[s1]scale=w=160:h=120" in graphs[0] and graphs[0].count("scale=") == 1,
+              f"only the 120p rung is scaled: {graphs[0]}")
+    if proc.returncode == 0:
+        source, rung = mean_luma(TAGGED), mean_luma(os.path.join(out, "web_240p.mp4"))
+        check(abs(source - rung) < 2, f"240p rung keeps the source's levels: mean Y {rung:.1f} vs {source:.1f}")
+        v = streams(ffprobe(os.path.join(out, "web_240p.mp4")), "video")[0]
+        check((v["width"], v["height"], v.get("color_space")) == (320, 240, "bt709"), f"240p rung: {v}")
+
+
 def test_broken_inputs():
     # The container is intact, the pictures are noise: nothing decodes, the check fails, nothing is left.
     corrupt = os.path.join(fresh_dir("tc-corrupt-in"), "corrupt.mp4")
@@ -396,7 +426,7 @@ def test_progress_bar():
 
 
 for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
-             test_hdr_and_interlaced, test_odd_inputs, test_broken_inputs, test_job_operation, test_progress_bar):
+             test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_broken_inputs, test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
     test()
 finish()
