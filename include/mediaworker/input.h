@@ -43,6 +43,13 @@ int64_t mw_input_size(const struct mw_input *in);
 int mw_input_deadline_passed(const struct mw_input *in);
 
 /*
+ * What an AVERROR_EOF from av_read_frame really meant: 0 at the true end, MW_ERR_DEADLINE when the deadline
+ * cut the reading short, or the read error. Some demuxers test avio_feof() and report a failed read as EOF,
+ * so every read loop asks this before treating EOF as the end of the media.
+ */
+int mw_input_end_status(const struct mw_input *in);
+
+/*
  * Opens a decoder for stream index with the codec whitelist, the pixel limit and thread count applied.
  * Returns 0 and sets *out, or a negative error with *out NULL (MW_ERR_CODEC_REFUSED when the codec is not
  * allowed, AVERROR_DECODER_NOT_FOUND when none exists).

@@ -48,6 +48,13 @@ int mw_input_deadline_passed(const struct mw_input *in)
     return in->deadline > 0 && av_gettime_relative() > in->deadline;
 }
 
+int mw_input_end_status(const struct mw_input *in)
+{
+    if (mw_input_deadline_passed(in))
+        return MW_ERR_DEADLINE;
+    return in->io && in->io->error < 0 ? in->io->error : 0;
+}
+
 static int interrupt_callback(void *opaque)
 {
     return mw_input_deadline_passed(opaque);
