@@ -58,8 +58,8 @@ int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threa
 
 /*
  * As mw_input_open_decoder, decoding on hw_device (an av_hwdevice_ctx reference; NULL = software) where the
- * codec supports that device. *on_device is set to 1 when the decoder was set up for the device: frames
- * may then arrive in device memory (see mw_hwaccel_frame_to_software). Profiles the device cannot decode
+ * codec supports that device. *on_device (unless NULL) is set to 1 when the decoder was set up for the device:
+ * frames may then arrive in device memory (see mw_hwaccel_frame_to_software). Profiles the device cannot decode
  * (libavcodec asks get_format again without the device format when the device refuses) fall back to
  * software frames by themselves, stream by stream.
  */

@@ -50,6 +50,9 @@ struct mw_orientation {
 /* The orientation an EXIF Orientation value (1..8) stands for; anything else is upright. */
 struct mw_orientation mw_picture_exif_orientation(int exif_value);
 
+/* True when frame's samples use the full range: a yuvj* format (which implies it) or a JPEG range tag. Pure. */
+int mw_picture_is_full_range(const AVFrame *frame);
+
 /* Display size of frame (SAR applied, square pixels; then rotated). Pure. */
 void mw_picture_display_size(int width, int height, AVRational sar, const struct mw_orientation *o,
                              int *display_width, int *display_height);

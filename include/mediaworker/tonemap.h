@@ -1,8 +1,9 @@
 /*
  * Tone mapping of HDR pictures (PQ / HLG, usually BT.2020 primaries) to SDR BT.709 for posters.
  *
- * Debian's libavfilter has no zscale, and its tonemap filter wants linear float input that only zscale
- * produces, so the mapping is done here on the small RGB48 picture swscale makes: transfer to linear light
+ * libavfilter's tonemap filter wants linear float input that only zscale produces, and zscale is optional
+ * in libavfilter builds (Debian 12's has it, through libzimg). So that pictures do not depend on it, the
+ * mapping is done here on the small RGB48 picture swscale makes: transfer to linear light
  * (1.0 = SDR reference white, 100 cd/m2, as libavfilter's tonemap uses), a curve that leaves the SDR range
  * nearly untouched and rolls highlights off smoothly up to the content's peak, BT.2020 -> BT.709
  * primaries, BT.709 gamma. Scaling is done on luminance so hues do not shift.

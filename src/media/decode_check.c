@@ -31,7 +31,6 @@ int mw_decode_check(struct mw_input *in, int threads, AVBufferRef *hw_device, st
     AVPacket *pkt = av_packet_alloc();
     AVFrame *frame = av_frame_alloc();
     AVFrame *transfer = NULL;
-    int on_device = 0;
     int stream, ret;
 
     *stats = (struct mw_decode_stats){0};
@@ -44,7 +43,7 @@ int mw_decode_check(struct mw_input *in, int threads, AVBufferRef *hw_device, st
         ret = MW_ERR_NO_PICTURE;
         goto end;
     }
-    ret = mw_input_open_decoder_hw(in, stream, threads, hw_device, &dec, &on_device);
+    ret = mw_input_open_decoder_hw(in, stream, threads, hw_device, &dec, NULL);
     if (ret < 0)
         goto end;
     while ((ret = av_read_frame(fmt, pkt)) >= 0) {
@@ -63,6 +62,9 @@ int mw_decode_check(struct mw_input *in, int threads, AVBufferRef *hw_device, st
         }
     }
     if (ret != AVERROR_EOF)
+        goto end;
+    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+    if ((ret = mw_input_end_status(in)) < 0)
         goto end;
     ret = avcodec_send_packet(dec, NULL);
     if (ret >= 0)

@@ -149,13 +149,9 @@ static int describe_shared(char *d, size_t size, const struct mw_video_filter_sp
 
     if (!ret && spec->deinterlace)
         ret = append(d, size, ",bwdif=mode=send_frame:parity=auto:deint=all");
-    if (!ret && spec->tonemap) {
-        if (avfilter_get_by_name("zscale") && avfilter_get_by_name("tonemap"))
-            ret = append(d, size, ",zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
-                                  "tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv");
-        else
-            mw_log(MW_LOG_WARN, "filter", "no zscale in this libavfilter: HDR converted without tone mapping");
-    }
+    if (!ret && spec->tonemap)
+        ret = append(d, size, ",zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+                              "tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv");
     if (!ret && av_cmp_q(spec->output_rate, spec->frame_rate) && spec->output_rate.num > 0)
         ret = append(d, size, ",fps=%d/%d", spec->output_rate.num, spec->output_rate.den);
     if (!ret && spec->count > 1) {

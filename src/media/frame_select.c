@@ -136,8 +136,7 @@ static int score_luma(const AVFrame *frame, struct mw_frame_score *out)
 {
     int width = frame->width < SCORE_WIDTH ? frame->width : SCORE_WIDTH;
     int height = (int)((int64_t)frame->height * width / frame->width);
-    int limited = frame->color_range != AVCOL_RANGE_JPEG && frame->format != AV_PIX_FMT_YUVJ420P &&
-                  frame->format != AV_PIX_FMT_YUVJ422P && frame->format != AV_PIX_FMT_YUVJ444P;
+    int limited = !mw_picture_is_full_range(frame);
     uint8_t *grid;
 
     if (height < 1)
@@ -322,7 +321,7 @@ static int decode_alone(struct mw_frame_source *s)
 static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
     int tries = 0;
-    int ret;
+    int ret, status;
 
     if (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC) {
         av_packet_unref(s->pkt);
@@ -346,6 +345,9 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
         }
         ret = av_read_frame(s->fmt, s->pkt);
         s->read_any = 1;
+        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+        if (ret == AVERROR_EOF && (status = mw_input_end_status(s->in)) < 0)
+            ret = status;
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
@@ -401,7 +403,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
 static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
     int have = 0, done = 0, drained = 0;
-    int ret;
+    int ret, status;
 
     if (s->still || (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC))
         return get_keyframe(s, ts, out);
@@ -420,6 +422,9 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
         }
         ret = av_read_frame(s->fmt, s->pkt);
         s->read_any = 1;
+        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+        if (ret == AVERROR_EOF && (status = mw_input_end_status(s->in)) < 0)
+            ret = status;
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index) {

@@ -17,6 +17,8 @@
 
 #include <libavutil/error.h>
 
+#include "mediaworker/error.h"
+#include "mediaworker/log.h"
 #include "mediaworker/path.h"
 #include "transcode_internal.h"
 
@@ -193,8 +195,12 @@ int mw_hls_commit_dir(const char *tmp_dir, const char *final_dir)
         return AVERROR(errno);
     if (rename(tmp_dir, final_dir) < 0) {
         ret = AVERROR(errno);
-        if (had_old && rename(old, final_dir) < 0)
-            mw_hls_remove_dir(old);
+        /* The moved-away directory is then the only copy of the previous outputs: keep it for an operator. */
+        if (had_old && rename(old, final_dir) < 0) {
+            int err = AVERROR(errno);
+            mw_log(MW_LOG_ERROR, "hls", "could not move the previous %s back (%s): it remains at %s", final_dir,
+                   mw_err2str(err), old);
+        }
         return ret;
     }
     if (had_old)

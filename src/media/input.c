@@ -375,7 +375,8 @@ int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int th
     int ret;
 
     *out = NULL;
-    *on_device = 0;
+    if (on_device)
+        *on_device = 0;
     if (stream_index < 0 || (unsigned)stream_index >= in->format->nb_streams)
         return AVERROR_STREAM_NOT_FOUND;
     st = in->format->streams[stream_index];
@@ -401,24 +402,22 @@ int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int th
             goto fail;
         }
         ctx->get_format = pick_device_format;
-        *on_device = 1;
     }
     ret = avcodec_open2(ctx, codec, NULL);
     if (ret < 0)
         goto fail;
+    if (on_device)
+        *on_device = ctx->hw_device_ctx != NULL;
     *out = ctx;
     return 0;
 fail:
-    *on_device = 0;
     avcodec_free_context(&ctx);
     return ret;
 }
 
 int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out)
 {
-    int on_device;
-
-    return mw_input_open_decoder_hw(in, stream_index, threads, NULL, out, &on_device);
+    return mw_input_open_decoder_hw(in, stream_index, threads, NULL, out, NULL);
 }
 
 void mw_input_close(struct mw_input **pin)

@@ -16,7 +16,6 @@
 struct mw_muxer {
     AVFormatContext *format;
     AVDictionary *options;
-    int header_written;
 };
 
 static int set_options(struct mw_muxer *m, const char *format, const char *path, int segment_ms)
@@ -94,7 +93,6 @@ int mw_muxer_start(struct mw_muxer *m)
         mw_log(MW_LOG_ERROR, "muxer", "cannot write the header of %s: %s", m->format->url, mw_err2str(ret));
         return ret;
     }
-    m->header_written = 1;
     return 0;
 }
 

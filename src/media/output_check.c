@@ -57,6 +57,7 @@ int mw_output_check_faststart(const char *path)
 struct check_state {
     AVFormatContext *format;
     int video, audio;                /* stream indexes or -1 */
+    const struct mw_input *in;
     AVCodecContext *decoder[2];      /* video, audio */
     AVPacket *pkt;
     AVFrame *frame;
@@ -92,7 +93,8 @@ static int decode_run(struct check_state *s, int first_only)
         if (first_only && (s->video < 0 || s->decoded[0]) && (s->audio < 0 || s->decoded[1]))
             return 0;
     }
-    return ret == AVERROR_EOF ? 0 : ret;
+    /* Some demuxers report a failed read as the end of the file. */
+    return ret == AVERROR_EOF ? mw_input_end_status(s->in) : ret;
 }
 
 static double start_s(const AVStream *st)
@@ -231,6 +233,7 @@ int mw_output_check_file(const char *path, const struct mw_output_expect *expect
     ret = mw_input_open_file(&in, path, limits, 0);
     if (ret < 0)
         goto end;
+    s.in = in;
     s.format = mw_input_format(in);
     if (!(s.pkt = av_packet_alloc()) || !(s.frame = av_frame_alloc())) {
         ret = AVERROR(ENOMEM);

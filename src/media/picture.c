@@ -120,7 +120,7 @@ static int sws_colorspace(enum AVColorSpace space, int height)
     }
 }
 
-static int is_full_range(const AVFrame *frame)
+int mw_picture_is_full_range(const AVFrame *frame)
 {
     switch (frame->format) {
     case AV_PIX_FMT_YUVJ420P:
@@ -186,8 +186,8 @@ static int scale_into(const AVFrame *frame, AVFrame *dst)
         return AVERROR(EINVAL);
     if (is_yuv(frame->format)) {
         const int *coefficients = sws_getCoefficients(sws_colorspace(frame->colorspace, frame->height));
-        ret = sws_setColorspaceDetails(sws, coefficients, is_full_range(frame), sws_getCoefficients(SWS_CS_DEFAULT),
-                                       1, 0, 1 << 16, 1 << 16);
+        ret = sws_setColorspaceDetails(sws, coefficients, mw_picture_is_full_range(frame),
+                                       sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16);
         if (ret < 0) {
             ret = AVERROR(EINVAL);
             goto end;

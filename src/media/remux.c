@@ -121,6 +121,9 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
     }
     if (ret != AVERROR_EOF)
         goto end;
+    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+    if ((ret = mw_input_end_status(in)) < 0)
+        goto end;
     ret = mw_muxer_finish(m);
 end:
     if (ret < 0)

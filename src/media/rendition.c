@@ -109,7 +109,8 @@ static void *encode_thread(void *opaque)
     if (ret == AVERROR_EOF)
         ret = encode_video(r, NULL);
     r->thread_ret = ret;
-    if (ret < 0) {
+    /* AVERROR_EXIT means another rendition failed and aborted this queue: that one logs and reports it. */
+    if (ret < 0 && ret != AVERROR_EXIT) {
         mw_log(MW_LOG_ERROR, "transcode", "encoding %s failed: %s", r->label, mw_err2str(ret));
         mw_frame_queue_abort(r->queue);
     }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libavfilter/avfilter.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
 
@@ -26,6 +27,7 @@
 #include "mediaworker/log.h"
 #include "mediaworker/output_check.h"
 #include "mediaworker/path.h"
+#include "mediaworker/tonemap.h"
 #include "transcode_internal.h"
 
 #define PATH_SIZE MW_TRANSCODE_PATH_SIZE
@@ -148,7 +150,13 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     spec.rotation = v->rotation;
     spec.hflip = v->hflip;
     spec.deinterlace = strcmp(v->field_order, "progressive") && strcmp(v->field_order, "unknown");
-    spec.tonemap = !strcmp(v->color_transfer, "smpte2084") || !strcmp(v->color_transfer, "arib-std-b67");
+    spec.tonemap = mw_tonemap_is_hdr(st->codecpar->color_trc);
+    /* zscale is optional in libavfilter builds. Without it the graph cannot tone-map, and the spec must say
+     * so: the scaler then has to convert from the source's own matrix, not from the BT.709 tone mapping gives. */
+    if (spec.tonemap && (!avfilter_get_by_name("zscale") || !avfilter_get_by_name("tonemap"))) {
+        mw_log(MW_LOG_WARN, "transcode", "no zscale in this libavfilter: HDR converted without tone mapping");
+        spec.tonemap = 0;
+    }
     spec.count = p->count;
     spec.renditions = sizes;
     spec.threads = p->opt->threads;
@@ -297,7 +305,11 @@ static int encode_audio(struct pipeline *p, AVFrame *frame)
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
 }
 
-/* Ends the encoder threads (after the end marker, or aborting them) and returns the first failure. */
+/*
+ * Ends the encoder threads (after the end marker, or aborting them) and returns the first real failure.
+ * A rendition that failed aborts its siblings' queues, so they end with AVERROR_EXIT; that only echoes the
+ * failure and must not hide it (an ENOSPC stays retryable, an "immediate exit" would not).
+ */
 static int join_encoders(struct pipeline *p, int abort)
 {
     int ret = 0;
@@ -305,7 +317,7 @@ static int join_encoders(struct pipeline *p, int abort)
     for (int i = 0; i < p->count; i++) {
         int err = mw_rendition_output_join(&p->r[i], abort);
 
-        if (err < 0 && ret >= 0)
+        if (err < 0 && (ret >= 0 || (ret == AVERROR_EXIT && err != AVERROR_EXIT)))
             ret = err;
     }
     return ret;
@@ -359,7 +371,12 @@ static int drain_decoder(struct pipeline *p, int video)
     AVRational tb = p->format->streams[video ? p->video_index : p->audio_index]->time_base;
     int ret;
 
-    while ((ret = mw_decoder_receive(dec, p->frame)) >= 0) {
+    /* With frame threads a damaged packet surfaces here rather than on send: it costs a picture, as there. */
+    while ((ret = mw_decoder_receive(dec, p->frame)) >= 0 || ret == AVERROR_INVALIDDATA) {
+        if (ret == AVERROR_INVALIDDATA) {
+            mw_log(MW_LOG_WARN, "transcode", "skipped an undecodable %s frame", video ? "video" : "audio");
+            continue;
+        }
         /* A video stream that starts a little after its audio starts at 0 like it (the first picture is
          * shown from the start), so the output's streams begin together. */
         if (video && !p->video_started)
@@ -436,6 +453,9 @@ static int run_loop(struct pipeline *p)
             return ret;
     }
     if (ret != AVERROR_EOF)
+        return ret;
+    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+    if ((ret = mw_input_end_status(p->in)) < 0)
         return ret;
     return flush_all(p);
 }

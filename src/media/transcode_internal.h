@@ -51,7 +51,8 @@ struct mw_video_filter_spec {
     AVRational output_rate;                /* mw_ladder_frame_rate result; equal to frame_rate = no fps filter */
     int rotation, hflip;                   /* from the display matrix; baked into the pixels */
     int deinterlace;
-    int tonemap;                           /* PQ/HLG source: tone-map to SDR BT.709 */
+    int tonemap;                           /* PQ/HLG source: tone-map to SDR BT.709; the caller sets it
+                                            * only where zscale and tonemap exist */
     int count;
     const struct mw_rendition *renditions; /* count sizes, upright */
     int threads;

@@ -176,7 +176,8 @@ static int decode_envelope(struct mw_input *in, int stream_index, AVCodecContext
             goto end;
         }
         ret = av_read_frame(fmt, pkt);
-        if (ret == AVERROR_EOF)
+        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
+        if (ret == AVERROR_EOF && (ret = mw_input_end_status(in)) >= 0)
             break;
         if (ret < 0)
             goto end;
