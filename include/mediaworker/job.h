@@ -48,6 +48,12 @@ struct mw_job {
 int mw_job_parse(const char *body, size_t length, const char *message_id, const char *request_id,
                  const struct mw_config *cfg, struct mw_job **out, int64_t *user_id_out, char *err, size_t err_size);
 
+/*
+ * Checks that MW_DEFAULT_OPERATIONS names known operations (comma or space separated), at start-up: a typo
+ * there would otherwise make every message without "operations" invalid. 0, or an error with the reason.
+ */
+int mw_job_check_default_operations(const struct mw_config *cfg, char *err, size_t err_size);
+
 /* Frees a job and sets *job to NULL; accepts NULL. */
 void mw_job_free(struct mw_job **job);
 

@@ -13,6 +13,7 @@
 
 #include "cli_internal.h"
 #include "mediaworker/error.h"
+#include "mediaworker/job.h"
 #include "mediaworker/log.h"
 
 static const struct cli_command *const commands[] = {
@@ -205,7 +206,7 @@ int cli_main(int argc, char **argv)
     ret = cli_parse(cmd, &cfg, argc - 2, argv + 2, &positional);
     if (ret >= 0)
         return ret;
-    if (mw_config_validate(&cfg, err, sizeof(err)) < 0) {
+    if (mw_config_validate(&cfg, err, sizeof(err)) < 0 || mw_job_check_default_operations(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "mediaworker: configuration error: %s\n", err);
         return MW_EXIT_USAGE;
     }

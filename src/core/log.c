@@ -163,8 +163,11 @@ static void libav_callback(void *avcl, int av_level, const char *fmt, va_list ar
     len = strlen(ctx->libav_line);
     snprintf(ctx->libav_line + len, sizeof(ctx->libav_line) - len, "%s", piece);
     len = strlen(ctx->libav_line);
-    if (len && ctx->libav_line[len - 1] == '\n') {
-        ctx->libav_line[len - 1] = '\0';
+    /* A line too long for the buffer is written cut off: waiting for its newline, which no longer fits,
+     * would swallow every later libav line of this thread. */
+    if (len && (ctx->libav_line[len - 1] == '\n' || len >= sizeof(ctx->libav_line) - 1)) {
+        if (ctx->libav_line[len - 1] == '\n')
+            ctx->libav_line[len - 1] = '\0';
         write_line(level, "libav", ctx->libav_line);
         ctx->libav_line[0] = '\0';
     }

@@ -17,11 +17,10 @@
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
 #include "mediaworker/path.h"
+#include "operation_internal.h"
 
 /* Messages larger than this are not job descriptions but something else. */
 #define MAX_MESSAGE_BYTES (256 * 1024)
-
-static const char *const known_operations[] = {"probe", "thumbnail", "storyboard", "transcode", NULL};
 
 static int invalid(char *err, size_t err_size, const char *fmt, ...) MW_PRINTF(3, 4);
 
@@ -97,12 +96,8 @@ static int parse_file_info(const cJSON *root, struct mw_job *job, char *err, siz
 static int add_operation(struct mw_job *job, const char *type, const cJSON *params, char *err, size_t err_size)
 {
     struct mw_operation *op;
-    const char *const *known;
 
-    for (known = known_operations; *known; known++)
-        if (!strcmp(*known, type))
-            break;
-    if (!*known)
+    if (!mw_operation_find(type))
         return invalid(err, err_size, "operations: unknown type \"%.40s\"", type);
     if (job->operation_count >= MW_JOB_MAX_OPERATIONS)
         return invalid(err, err_size, "%s: too many operations", "operations");
@@ -127,7 +122,7 @@ static int parse_operations(const cJSON *root, const struct mw_config *cfg, stru
         char *save = NULL;
 
         memcpy(defaults, cfg->default_operations, sizeof(defaults));
-        for (char *type = strtok_r(defaults, ",", &save); type; type = strtok_r(NULL, ",", &save))
+        for (char *type = strtok_r(defaults, ", ", &save); type; type = strtok_r(NULL, ", ", &save))
             if ((ret = add_operation(job, type, NULL, err, err_size)) < 0)
                 return ret;
         return 0;
@@ -234,6 +229,26 @@ end:
         snprintf(err, err_size, "out of memory");
     mw_job_free(&job);
     cJSON_Delete(root);
+    return ret;
+}
+
+int mw_job_check_default_operations(const struct mw_config *cfg, char *err, size_t err_size)
+{
+    struct mw_job *job = av_mallocz(sizeof(*job));
+    cJSON *no_operations = cJSON_CreateObject();
+    char reason[256] = "";
+    int ret;
+
+    if (!job || !no_operations)
+        ret = AVERROR(ENOMEM);
+    else if ((ret = parse_operations(no_operations, cfg, job, reason, sizeof(reason))) >= 0 && !job->operation_count)
+        ret = invalid(reason, sizeof(reason), "%s", "names no operation");
+    if (ret == AVERROR(ENOMEM))
+        snprintf(err, err_size, "out of memory");
+    else if (ret < 0)
+        snprintf(err, err_size, "MW_DEFAULT_OPERATIONS: %s", reason);
+    mw_job_free(&job);
+    cJSON_Delete(no_operations);
     return ret;
 }
 

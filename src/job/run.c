@@ -108,30 +108,43 @@ static void finish_report(cJSON *report, int ret, const char *primary_path, cons
     }
 }
 
-cJSON *mw_job_failure_report(const struct mw_job *job, int err, const char *detail)
+/* Where the input came from: the upload's path, or its URL. */
+static const char *input_source(const struct mw_job *job)
+{
+    return job->path[0] ? job->path : job->url;
+}
+
+/* The head every report starts with, {job_id, name, outputs: []}; NULL on ENOMEM. */
+static cJSON *new_report(const struct mw_job *job)
 {
     cJSON *report = cJSON_CreateObject();
 
     if (!report || !cJSON_AddStringToObject(report, "job_id", job->job_id) ||
-        !cJSON_AddStringToObject(report, "name", job->name[0] ? job->name : job->path[0] ? job->path : job->url) ||
+        !cJSON_AddStringToObject(report, "name", job->name[0] ? job->name : input_source(job)) ||
         !cJSON_AddArrayToObject(report, "outputs")) {
         cJSON_Delete(report);
         return NULL;
     }
+    return report;
+}
+
+cJSON *mw_job_failure_report(const struct mw_job *job, int err, const char *detail)
+{
+    cJSON *report = new_report(job);
+
+    if (!report)
+        return NULL;
     finish_report(report, err, "", detail ? detail : "", av_gettime_relative());
     return report;
 }
 
+/* Every operation's parameters are checked before any work starts (mw_job_parse knew the types). */
 static int validate_operations(const struct mw_job *job, char *err, size_t err_size)
 {
     for (int i = 0; i < job->operation_count; i++) {
         const struct mw_operation_handler *handler = mw_operation_find(job->operations[i].type);
         int ret;
 
-        if (!handler) {
-            snprintf(err, err_size, "operation \"%s\" is not available in this build", job->operations[i].type);
-            return MW_ERR_UNSUPPORTED_OP;
-        }
         if (handler->validate && (ret = handler->validate(job->operations[i].params, err, err_size)) < 0)
             return ret;
     }
@@ -240,7 +253,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     char input_path[4096];
     char output_dir[2048];
     int64_t started = av_gettime_relative();
-    cJSON *report = cJSON_CreateObject();
+    cJSON *report = new_report(job);
     cJSON *probe_json = NULL;
     int hwaccel_chosen = 0;
     int ret;
@@ -250,12 +263,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
         return AVERROR(ENOMEM);
     ctx.report = report;
     ctx.deadline = started + (int64_t)cfg->limits.job_deadline_s * 1000000;
-    if (!cJSON_AddStringToObject(report, "job_id", job->job_id) ||
-        !cJSON_AddStringToObject(report, "name", job->name[0] ? job->name : job->path) ||
-        !(ctx.outputs = cJSON_AddArrayToObject(report, "outputs"))) {
-        ret = AVERROR(ENOMEM);
-        goto end;
-    }
+    ctx.outputs = cJSON_GetObjectItemCaseSensitive(report, "outputs");
     ret = validate_operations(job, ctx.error_detail, sizeof(ctx.error_detail));
     if (ret < 0)
         goto end;
@@ -265,7 +273,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     ctx.input_path = input_path;
     ret = mw_input_open_file(&ctx.input, input_path, &cfg->limits, ctx.deadline);
     if (ret < 0) {
-        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s", job->path);
+        snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s", input_source(job));
         goto end;
     }
     ret = mw_probe_input(ctx.input, &probe);

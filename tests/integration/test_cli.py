@@ -40,10 +40,14 @@ def test_config_masks_secrets_and_validates():
     for variable, value, expected in [("HTTP_CLIENT_RETRIES", "-1", "from 0 to 20"),
                                       ("MW_QUEUE_TYPE", "stream", "classic|quorum"),
                                       ("RABBITMQ_URL", "http://x", "amqp://"),
-                                      ("POSTGRES_DATA_SERVICE_URL", "data:8080", "http://")]:
+                                      ("POSTGRES_DATA_SERVICE_URL", "data:8080", "http://"),
+                                      ("MW_DEFAULT_OPERATIONS", "probe,thumbnial", "unknown type \"thumbnial\""),
+                                      ("MW_DEFAULT_OPERATIONS", ",", "names no operation")]:
         proc = run(["config"], env={variable: value})
         check(proc.returncode == 2 and variable in proc.stderr and expected in proc.stderr,
               f"{variable}={value}: {proc.stderr.strip()}")
+    proc = run(["config"], env={"MW_DEFAULT_OPERATIONS": "probe, thumbnail"}, check_rc=0)
+    check(json.loads(proc.stdout)["MW_DEFAULT_OPERATIONS"] == "probe, thumbnail", "operations may be space separated")
 
 
 def test_every_variable_is_documented():

@@ -82,6 +82,25 @@ static void libav_messages_are_routed_whole(void **state)
     av_log_set_callback(av_log_default_callback);
 }
 
+static void an_overlong_libav_line_does_not_silence_the_next(void **state)
+{
+    FILE *sink = capture(MW_LOG_DEBUG, MW_LOG_FORMAT_JSON);
+    char piece[700];
+
+    (void)state;
+    memset(piece, 'x', sizeof(piece) - 1);
+    piece[sizeof(piece) - 1] = '\0';
+    mw_log_route_libav();
+    /* Two pieces of one line that together pass the line buffer, the newline no longer fitting. */
+    av_log(NULL, AV_LOG_ERROR, "%s", piece);
+    av_log(NULL, AV_LOG_ERROR, "%s\n", piece);
+    av_log(NULL, AV_LOG_ERROR, "next line\n");
+    fclose(sink);
+    assert_non_null(strstr(captured, "\"msg\":\"xxxx"));
+    assert_non_null(strstr(captured, "\"msg\":\"next line\""));
+    av_log_set_callback(av_log_default_callback);
+}
+
 static void names_parse_both_ways(void **state)
 {
     enum mw_log_level level;
@@ -103,6 +122,7 @@ int main(void)
         cmocka_unit_test(json_lines_carry_the_context_and_escape),
         cmocka_unit_test(text_lines_and_no_context),
         cmocka_unit_test(libav_messages_are_routed_whole),
+        cmocka_unit_test(an_overlong_libav_line_does_not_silence_the_next),
         cmocka_unit_test(names_parse_both_ways),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
