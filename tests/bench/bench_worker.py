@@ -119,12 +119,8 @@ def main():
         benchlib.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i",
                          "sine=duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
                          clip])
-    files = []
-    for i in range(50):
-        link = os.path.join(input_root, f"{i:03d}.mp4")
-        if not os.path.exists(link):
-            os.link(clip, link)
-        files.append(os.path.basename(link))
+    # WORK/worker/in/000.mp4 ... 049.mp4; the job messages name them relative to MW_INPUT_ROOT (input_root).
+    files = [os.path.basename(link) for link in benchlib.copies(clip, 50, os.path.join("worker", "in"))]
 
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()

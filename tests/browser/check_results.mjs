@@ -23,7 +23,8 @@ function vttCueAt(text, t) {
       cues.push({ start, end, target: lines[at + 1].trim() });
     }
   }
-  return (cues.find(c => t >= c.start && t < c.end) || cues[cues.length - 1]).target;
+  const cue = cues.find(c => t >= c.start && t < c.end);
+  return cue ? cue.target : null;
 }
 
 const browser = await chromium.launch({
@@ -88,9 +89,14 @@ try {
                  image: getComputedStyle(p).backgroundImage };
       });
       const expected = vttCueAt(info.vtt, shown.time);
+      const pointerTime = fraction * info.duration;
       summary.storyboard_hovers++;
       if (!shown.visible) fail(`storyboard: preview hidden at ${fraction}`);
-      if (!expected.endsWith(shown.tile)) fail(`storyboard at ${shown.time}s: shows ${shown.tile}, VTT names ${expected}`);
+      if (!(info.duration > 0)) fail(`storyboard: duration ${info.duration} is not a positive number`);
+      else if (!(Math.abs(shown.time - pointerTime) <= 0.02 * info.duration))
+        fail(`storyboard at ${fraction}: page shows time ${shown.time}s, pointer is at ${pointerTime}s of ${info.duration}s`);
+      if (expected === null) fail(`storyboard at ${shown.time}s: no VTT cue covers that time`);
+      else if (!expected.endsWith(shown.tile)) fail(`storyboard at ${shown.time}s: shows ${shown.tile}, VTT names ${expected}`);
       const sprite = shown.image.replace(/^url\("?/, '').replace(/"?\)$/, '');
       const status = await page.evaluate(async u => (await fetch(u)).status, sprite);
       if (status !== 200) fail(`storyboard sprite ${sprite}: HTTP ${status}`);

@@ -141,9 +141,7 @@ def main():
     work = mwtest.fresh_dir("cluster")
     input_root = os.path.join(work, "in")
     os.makedirs(input_root)
-    os.link(mwtest.media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
-                                             "-c:v", "libx264", "-pix_fmt", "yuv420p"]),
-            os.path.join(input_root, "clip.mp4"))
+    mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
     for mode in sys.argv[1:] or ("stop", "kill"):
         scenario(work, input_root, mode)
     mwtest.finish()

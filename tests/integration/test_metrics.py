@@ -98,12 +98,32 @@ def scrape(port):
     return parse(body)
 
 
+# Series /metrics exports from the start (src/worker/metrics.c), each with its label set: a rename or a
+# dropped series fails here instead of reading as 0.
+ALWAYS = ([(n, {}) for n in ("jobs_processed_total", "jobs_failed_total", "retries_total", "dead_letters_total",
+                             "redeliveries_total", "invalid_messages_total", "users_gone_total",
+                             "broker_reconnects_total", "input_bytes_total", "output_bytes_total",
+                             "jobs_in_flight", "job_processes", "broker_consuming", "draining",
+                             "job_duration_seconds_count", "job_duration_seconds_sum",
+                             "data_service_request_duration_seconds_count",
+                             "data_service_request_duration_seconds_sum")]
+          + [("job_process_restarts_total", {"cause": c}) for c in ("crash", "timeout", "memory", "cpu", "recycle")]
+          + [("data_service_requests_total", {"outcome": o}) for o in ("ok", "transient", "permanent", "gone")])
+
+
 def value(samples, name, **labels):
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """name{labels} in samples, or None when the series is missing (so `== 0` cannot pass on a missing one)."""
+    return samples.get((name, frozenset(labels.items())))
 
 
 def delta(before, after, name, **labels):
-    return value(after, name, **labels) - value(before, name, **labels)
+    """after - before; a row missing before counts as 0 (labelled rows appear on first use), one missing
+    after fails a check and yields NaN, which no comparison accepts."""
+    now = value(after, name, **labels)
+    if not check(now is not None, f"{name}{labels or ''} exported"):
+        return float("nan")
+    then = value(before, name, **labels)
+    return now - (then if then is not None else 0.0)
 
 
 def wait_metric(port, name, at_least, timeout=30, **labels):
@@ -111,7 +131,8 @@ def wait_metric(port, name, at_least, timeout=30, **labels):
     deadline = time.monotonic() + timeout
     while True:
         samples = scrape(port)
-        if value(samples, name, **labels) >= at_least or time.monotonic() > deadline:
+        got = value(samples, name, **labels)
+        if (got is not None and got >= at_least) or time.monotonic() > deadline:
             return samples
         time.sleep(0.05)
 
@@ -143,6 +164,12 @@ def test_jobs(port, broker, ds, clip, work):
         check(len(paths) >= 2 and all(get(port, p)[0] == 200 for p in paths),
               f"{name}: its probe paths {paths} answer 200 on a ready worker")
     m0 = scrape(port)
+    for name, labels in ALWAYS:
+        check(value(m0, "mediaworker_" + name, **labels) is not None, f"mediaworker_{name}{labels or ''} exported")
+    for name in ("jobs_processed_total", "jobs_failed_total", "dead_letters_total", "invalid_messages_total",
+                 "jobs_in_flight", "draining", "job_duration_seconds_count"):
+        got = value(m0, "mediaworker_" + name)
+        check(got == 0, f"mediaworker_{name} starts at 0 ({got})")
     check(value(m0, "mediaworker_broker_consuming") == 1 and value(m0, "mediaworker_job_processes") == 1,
           "gauges: consuming, one job process")
     check(any(k[0] == "mediaworker_build_info" for k in m0), "build_info present")
@@ -178,7 +205,8 @@ def test_jobs(port, broker, ds, clip, work):
     # An invalid message: dead-lettered, no report (no user id).
     publish(broker, b"{not json")
     wait_until(lambda: queue_depth(broker, "media.process.dead") == 1, 20, what="invalid dead-lettered")
-    m2 = wait_metric(port, "mediaworker_invalid_messages_total", value(m1, "mediaworker_invalid_messages_total") + 1)
+    m2 = wait_metric(port, "mediaworker_invalid_messages_total",
+                     (value(m1, "mediaworker_invalid_messages_total") or 0) + 1)
     check(delta(m1, m2, "mediaworker_invalid_messages_total") == 1, "invalid: invalid_messages_total +1")
     check(delta(m1, m2, "mediaworker_dead_letters_total") == 1, "invalid: dead_letters_total +1")
     check(delta(m1, m2, "mediaworker_data_service_request_duration_seconds_count") == 0, "invalid: no DS request")
@@ -212,7 +240,7 @@ def test_restart(port, broker, ds, w):
     job = publish(broker, {"user_id": 4, "file_info": {"path": "clip.mp4"}})
     ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
     after = wait_metric(port, "mediaworker_jobs_processed_total",
-                        value(before, "mediaworker_jobs_processed_total") + 1)
+                        (value(before, "mediaworker_jobs_processed_total") or 0) + 1)
     check(ds.reports_for(job, 200)[0]["json"]["new_file"]["status"] == "processed", "restart: job processed")
     check(delta(before, after, "mediaworker_job_process_restarts_total", cause="crash") == 1,
           "restart: counted as a crash")
@@ -252,9 +280,7 @@ def main():
     input_root = os.path.join(work, "in")
     output_root = os.path.join(work, "out")
     os.makedirs(input_root)
-    clip = os.path.join(input_root, "clip.mp4")
-    os.link(mwtest.media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
-                                             "-c:v", "libx264", "-pix_fmt", "yuv420p"]), clip)
+    clip = mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
     port = rabbitmq.free_port()
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()

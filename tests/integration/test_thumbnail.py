@@ -232,7 +232,7 @@ def test_hdr():
                                    "-c:v", "libx264", "-color_trc", "smpte2084", "-color_primaries", "bt2020",
                                    "-colorspace", "bt2020nc"])
     except subprocess.CalledProcessError:
-        print("SKIP: this ffmpeg cannot make a PQ clip (no zscale)")
+        check(False, "this ffmpeg cannot make a PQ clip (no zscale filter): the HDR checks did not run")
         return
     info = ffprobe(hdr)["streams"][0]
     check(info.get("color_transfer") == "smpte2084" and info.get("pix_fmt") == "yuv420p10le", f"HDR clip: {info}")
@@ -243,9 +243,13 @@ def test_hdr():
         means[name] = mean(decode_rgb(out))
     naive = subprocess.run(["ffmpeg", "-v", "error", "-i", hdr, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt",
                             "rgb24", "-"], capture_output=True, check=True).stdout
+    naive_mean = sum(naive) / len(naive)
+    check(abs(naive_mean - means["sdr"]) > 0.18 * means["sdr"],
+          f"the PQ clip without tone mapping (mean {naive_mean:.1f}) looks like the SDR poster "
+          f"({means['sdr']:.1f}): test is void")
     check(abs(means["hdr"] - means["sdr"]) < 0.12 * means["sdr"],
           f"HDR poster mean {means['hdr']:.1f} is not within 12% of the SDR one {means['sdr']:.1f} "
-          f"(untone-mapped: {sum(naive) / len(naive):.1f})")
+          f"(untone-mapped: {naive_mean:.1f})")
     hlg = media("hdr-hlg.mp4", ["-f", "lavfi", "-i", "testsrc2=s=320x180:d=0.2", "-vf",
                                 "format=gbrp,zscale=tin=iec61966-2-1:min=gbr:pin=bt709:rin=full:t=arib-std-b67:"
                                 "p=bt2020:m=bt2020nc:r=limited:npl=1000,format=yuv420p10le",

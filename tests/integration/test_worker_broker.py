@@ -96,9 +96,7 @@ def main():
     work = mwtest.fresh_dir("worker-broker")
     input_root = os.path.join(work, "in")
     os.makedirs(input_root)
-    os.link(mwtest.media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
-                                             "-c:v", "libx264", "-pix_fmt", "yuv420p"]),
-            os.path.join(input_root, "clip.mp4"))
+    mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
     roots = (input_root, os.path.join(work, "out"))
     with rabbitmq.RabbitMQ(work) as broker:
         for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_quorum_queue):

@@ -63,6 +63,13 @@ def media(name, ffmpeg_args):
     return path
 
 
+def worker_clip(dest):
+    """Hard-links the worker tests' clip (1 s of 320x240 H.264 at 25 fps, from the corpus) to dest; returns dest."""
+    os.link(media("worker-clip.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1",
+                                      "-c:v", "libx264", "-pix_fmt", "yuv420p"]), dest)
+    return dest
+
+
 def ffprobe(path, extra=()):
     out = subprocess.run(["ffprobe", "-v", "error", "-of", "json", "-show_format", "-show_streams",
                           "-show_chapters"] + list(extra) + [path],

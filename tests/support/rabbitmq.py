@@ -143,11 +143,12 @@ class RabbitMQ:
         conn.close()
         return True
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=30, sig=signal.SIGTERM):
+        """Sends sig to the node's process group and waits for it (SIGKILL after timeout), then for epmd."""
         if not self.proc:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
             pass
         try:
@@ -175,16 +176,7 @@ class RabbitMQ:
 
     def kill(self):
         """SIGKILL, as a crash or a lost machine would: no goodbye to clients or to the other nodes."""
-        if not self.proc:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self.proc = None
-        self.log.close()
-        self._wait_unregistered()
+        self.stop(sig=signal.SIGKILL)
 
     def restart(self, down_s=0.0):
         self.stop()

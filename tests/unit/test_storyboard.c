@@ -135,7 +135,7 @@ static void storyboard_of_a_clip(void **state)
     snprintf(command, sizeof(command),
              "ffmpeg -v error -y -f lavfi -i testsrc2=s=160x90:r=10:d=5 -c:v libx264 -g 10 '%s'", clip);
     if (system(command) != 0)
-        skip();
+        fail_msg("could not make the test clip: %s", command);
     mw_config_defaults(&cfg);
     assert_int_equal(mw_input_open_file(&in, clip, &cfg.limits, av_gettime_relative() + 60000000), 0);
     assert_int_equal(mw_probe_input(in, &probe), 0);
