@@ -47,11 +47,17 @@ def measure_each(cmds, env=None):
     return total, peak
 
 
-def report(bench, case, ours_s, theirs_s, ours_peak_mb, theirs_peak_mb, detail="", target=None):
-    row = {"bench": bench, "case": case, "ours_s": round(ours_s, 4), "theirs_s": round(theirs_s, 4),
-           "ratio": round(theirs_s / ours_s, 3) if ours_s > 0 else None,
-           "ours_peak_mb": round(ours_peak_mb, 1), "theirs_peak_mb": round(theirs_peak_mb, 1),
-           "detail": detail, "target": target}
+def _rounded(value, digits):
+    return None if value is None else round(value, digits)
+
+
+def report(bench, case, ours_s, theirs_s, ours_peak_mb, theirs_peak_mb, detail="", target=None, internal=False):
+    """None marks what a row does not measure (shown as n/a). internal: both sides are ours (one mode of
+    mediaworker against another), so the chart does not draw it as a comparison with another tool."""
+    row = {"bench": bench, "case": case, "ours_s": _rounded(ours_s, 4), "theirs_s": _rounded(theirs_s, 4),
+           "ratio": round(theirs_s / ours_s, 3) if ours_s and theirs_s is not None else None,
+           "ours_peak_mb": _rounded(ours_peak_mb, 1), "theirs_peak_mb": _rounded(theirs_peak_mb, 1),
+           "detail": detail, "target": target, "internal": internal}
     print(json.dumps(row), flush=True)
     return row
 
