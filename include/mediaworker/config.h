@@ -130,6 +130,14 @@ void mw_config_print_help(FILE *out);
  */
 void mw_config_mask_url(const char *url, char *out, size_t out_size);
 
+/*
+ * For processes that must not hold credentials (job processes): clears in cfg every option that is a
+ * secret or a URL that may carry a password, over its whole field; and tells whether an environment entry
+ * ("NAME=value") sets one of them.
+ */
+void mw_config_clear_credentials(struct mw_config *cfg);
+int mw_config_is_credential_variable(const char *entry);
+
 /* Codec threads for one job: the configured value, or cores divided by slots (at least 1). */
 int mw_config_codec_threads(const struct mw_config *cfg);
 

@@ -326,6 +326,28 @@ void mw_config_mask_url(const char *url, char *out, size_t out_size)
     }
 }
 
+static int is_credential(const struct option_spec *o)
+{
+    return o->kind == OPT_SECRET || o->kind == OPT_URL;
+}
+
+void mw_config_clear_credentials(struct mw_config *cfg)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++)
+        if (is_credential(&options[i]))
+            memset((char *)cfg + options[i].offset, 0, options[i].size);
+}
+
+int mw_config_is_credential_variable(const char *entry)
+{
+    for (size_t i = 0; i < sizeof(options) / sizeof(options[0]); i++) {
+        size_t len = strlen(options[i].env);
+        if (is_credential(&options[i]) && !strncmp(entry, options[i].env, len) && entry[len] == '=')
+            return 1;
+    }
+    return 0;
+}
+
 /* The printable value of one option, secrets masked; numbers are returned as text too. */
 static void format_value(const struct mw_config *cfg, const struct option_spec *opt, char *buf, size_t size)
 {

@@ -58,7 +58,6 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
-/* Resident memory now, in bytes; 0 when unknown. */
 /*
  * The process's own /proc files are opened once, before the sandbox: Landlock cannot keep a rule on
  * /proc/<pid> (procfs may drop and recreate those inodes), so they are read through descriptors held open.
@@ -79,6 +78,7 @@ static void read_proc(int fd, char *buf, size_t size)
     buf[got > 0 ? got : 0] = '\0';
 }
 
+/* Resident memory now, in bytes; 0 when unknown. */
 static uint64_t resident_bytes(void)
 {
     char text[128];
@@ -94,14 +94,12 @@ static uint64_t resident_bytes(void)
 /* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
 static uint64_t mapped_bytes(void)
 {
-    FILE *statm = fopen("/proc/self/statm", "r");
+    char text[128];
     unsigned long long pages = 0;
 
-    if (!statm)
-        return 0;
-    if (fscanf(statm, "%llu", &pages) != 1)
+    read_proc(proc_statm_fd, text, sizeof(text));
+    if (sscanf(text, "%llu", &pages) != 1)
         pages = 0;
-    fclose(statm);
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 #endif
@@ -149,7 +147,6 @@ static int enter_sandbox(const struct mw_config *cfg)
     int read_only = 0, read_write = 0;
     int ret;
 
-    open_proc_files();
     if (mw_hwaccel_shared(cfg, &device, &choice) < 0)
         return -1;
     av_buffer_unref(&device);
@@ -216,8 +213,8 @@ static void send_progress(void *opaque, const struct mw_progress *progress)
 
 /*
  * Decoders often turn a refused allocation into "no frame" or "invalid data" rather than ENOMEM, so the
- * job's own error can hide the cap. The peak address space says it: a failed job whose process came
- * within 1/16 of RLIMIT_AS was stopped by the cap.
+ * job's own error can hide the cap. The peak address space says it: a process that came within 1/16 of
+ * RLIMIT_AS reached the cap.
  */
 static int reached_memory_cap(const struct mw_config *cfg)
 {
@@ -283,6 +280,7 @@ static int serve_one(struct child *c, const char *text, size_t size, int *retire
     struct mw_job *job = NULL;
     cJSON *result = NULL;
     char err[256] = "";
+    int near_cap;
     int ret;
 
     if (!cJSON_IsString(body) || !cJSON_IsString(message_id) || !cJSON_IsString(request_id) ||
@@ -303,12 +301,16 @@ static int serve_one(struct child *c, const char *text, size_t size, int *retire
     arm_cpu_limit(&c->cfg);
     c->last_progress = 0;
     ret = mw_job_run(&c->cfg, job, send_progress, c, &result);
-    if (ret == AVERROR(ENOMEM) || (ret < 0 && reached_memory_cap(&c->cfg))) {
+    /* VmPeak never goes down: a process that once came near the cap, even in a job that succeeded, would
+     * have every later failure read as the cap. So it is replaced after any job that reached it. */
+    near_cap = reached_memory_cap(&c->cfg);
+    if (ret == AVERROR(ENOMEM) || (ret < 0 && near_cap)) {
         ret = MW_ERR_JOB_MEMORY;
-        *retire = 1;
         if (result)
             mark_memory_limit(&c->cfg, result);
     }
+    if (ret == MW_ERR_JOB_MEMORY || near_cap)
+        *retire = 1;
     /* Recycled above half the cap: what grew over many jobs (fragmentation, caches) is given back. */
     if (resident_bytes() > ((uint64_t)c->cfg.job_memory_mb << 20) / 2) {
         mw_log(MW_LOG_INFO, "jobproc", "resident memory above half of MW_JOB_MEMORY_MB; asking to be replaced");
@@ -350,6 +352,7 @@ int mw_jobproc_child_main(int fd)
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
+    open_proc_files();
     if (apply_limits(&c->cfg) < 0) {
         status = 3;
         goto end;

@@ -32,8 +32,11 @@
 #define RETIRE_WAIT_US 1000000
 #define READY_TIMEOUT_US (10 * 1000000)
 
+extern char **environ;
+
 struct mw_jobproc {
     const struct mw_config *cfg;
+    struct mw_config child_cfg;   /* what job processes are sent: cfg without credentials */
     struct mw_metrics *metrics;   /* may be NULL */
     atomic_int pid;               /* 0 when no process is running */
     int fd;                       /* our end of the socketpair, -1 when none */
@@ -56,12 +59,34 @@ static int wait_ready(struct mw_jobproc *p)
     return ret;
 }
 
+/* The job process talks to neither the broker nor the Data Service: a decoder exploited by a hostile file
+ * must find no credentials, neither in its environment nor in the configuration it is sent (child_cfg).
+ * The environment without credentials; everything else (PATH, locale, sanitizer options) passes. Built
+ * before fork, since the child may not allocate. The strings stay environ's; only the array is ours. */
+static char **child_environment(void)
+{
+    size_t count = 0, kept = 0;
+    char **env;
+
+    while (environ[count])
+        count++;
+    env = av_malloc_array(count + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < count; i++)
+        if (!mw_config_is_credential_variable(environ[i]))
+            env[kept++] = environ[i];
+    env[kept] = NULL;
+    return env;
+}
+
 static int spawn(struct mw_jobproc *p)
 {
     static char exe[] = "/proc/self/exe";
     static char arg0[] = "mediaworker";
     static char arg1[] = "job-process";
     char *argv[] = {arg0, arg1, NULL};
+    char **env;
     struct rlimit files;
     sigset_t none;
     int sv[2];
@@ -69,8 +94,14 @@ static int spawn(struct mw_jobproc *p)
     pid_t pid;
     int ret;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-        return AVERROR(errno);
+    env = child_environment();
+    if (!env)
+        return AVERROR(ENOMEM);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        ret = AVERROR(errno);
+        av_free(env);
+        return ret;
+    }
     sigemptyset(&none);
     max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 65536 ? (int)files.rlim_cur : 65536;
     pid = fork();
@@ -78,6 +109,7 @@ static int spawn(struct mw_jobproc *p)
         ret = AVERROR(errno);
         close(sv[0]);
         close(sv[1]);
+        av_free(env);
         return ret;
     }
     if (pid == 0) {
@@ -91,9 +123,10 @@ static int spawn(struct mw_jobproc *p)
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execv(exe, argv);
+        execve(exe, argv, env);
         _exit(127);
     }
+    av_free(env);
     close(sv[1]);
     p->fd = sv[0];
     p->jobs = 0;
@@ -101,7 +134,7 @@ static int spawn(struct mw_jobproc *p)
     p->retire_memory = 0;
     atomic_store(&p->pid, pid);
     mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
-    ret = mw_jobproc_frame_write(p->fd, p->cfg, sizeof(*p->cfg));
+    ret = mw_jobproc_frame_write(p->fd, &p->child_cfg, sizeof(p->child_cfg));
     if (ret == 0)
         ret = wait_ready(p);
     if (ret < 0) {
@@ -156,6 +189,8 @@ int mw_jobproc_new(struct mw_jobproc **pp, const struct mw_config *cfg, struct m
     if (!p)
         return AVERROR(ENOMEM);
     p->cfg = cfg;
+    p->child_cfg = *cfg;
+    mw_config_clear_credentials(&p->child_cfg);
     p->metrics = metrics;
     p->fd = -1;
     ret = spawn(p);
@@ -260,6 +295,14 @@ end:
     return ret;
 }
 
+/* Whether the process has ended, leaving it unreaped so that reap() does the bookkeeping. */
+static int has_exited(pid_t pid)
+{
+    siginfo_t info = {0};
+
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
 /* Makes sure a fresh-enough process is running and has taken the job. */
 static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
 {
@@ -271,14 +314,11 @@ static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
         if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process)) {
             mw_metrics_restart(p->metrics, p->retire_memory ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
             retire(p);
-        } else if (pid && waitpid(pid, &(int){0}, WNOHANG) == pid) {
+        } else if (pid && has_exited(pid)) {
             /* It died while idle (killed from outside): not this job's fault. */
             mw_log(MW_LOG_WARN, "jobproc", "job process %d died while idle; replacing it", (int)pid);
             mw_metrics_restart(p->metrics, MW_RESTART_CRASH);
-            mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, -1);
-            atomic_store(&p->pid, 0);
-            close(p->fd);
-            p->fd = -1;
+            reap(p, 0);
         }
         if (!atomic_load(&p->pid) && (ret = spawn(p)) < 0) {
             reap(p, 0);

@@ -69,8 +69,11 @@ void mw_publisher_free(struct mw_publisher **pp)
     *pp = NULL;
 }
 
+/* One message is in flight at a time, so a basic.return seen before its ack is that message's. */
 static int wait_confirm(struct mw_publisher *p, uint64_t seq)
 {
+    int returned = 0;
+
     for (;;) {
         amqp_frame_t frame;
         int status = amqp_simple_wait_frame_noblock(p->conn, &frame, &(struct timeval){CONFIRM_TIMEOUT_S, 0});
@@ -84,10 +87,19 @@ static int wait_confirm(struct mw_publisher *p, uint64_t seq)
         switch (frame.payload.method.id) {
         case AMQP_BASIC_ACK_METHOD: {
             const amqp_basic_ack_t *ack = frame.payload.method.decoded;
-            if (ack->delivery_tag == seq || (ack->multiple && ack->delivery_tag >= seq))
-                return 0;
-            break;
+            if (ack->delivery_tag != seq && !(ack->multiple && ack->delivery_tag >= seq))
+                break;
+            /* Published as mandatory: the broker acks a message no queue took, after returning it. */
+            if (returned) {
+                mw_log(MW_LOG_ERROR, "submit", "the message is unroutable: no queue is bound to exchange \"%s\" "
+                       "with routing key \"%s\"", p->cfg->exchange, p->cfg->queue);
+                return MW_ERR_BROKER;
+            }
+            return 0;
         }
+        case AMQP_BASIC_RETURN_METHOD:
+            returned = 1;
+            break;
         case AMQP_BASIC_NACK_METHOD:
             mw_log(MW_LOG_ERROR, "submit", "the broker refused the message");
             return MW_ERR_BROKER;

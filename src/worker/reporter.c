@@ -262,9 +262,14 @@ int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
         mw_metrics_ds_request(r->metrics, (double)(av_gettime_relative() - started_us) / 1e6, ds_outcome(ret));
         if (ret != MW_ERR_HTTP_TRANSIENT || n == r->cfg->http_retries || cancelled(r))
             break;
+        if (retry_after_ms > RETRY_AFTER_CAP_MS) {
+            mw_log(MW_LOG_WARN, "reporter", "report attempt %d failed (%s) with Retry-After %" PRId64
+                   " ms, longer than a slot waits; leaving it to a retry tier", n + 1, detail, retry_after_ms);
+            break;
+        }
         delay_ms = mw_backoff_delay_ms(n, RETRY_BASE_MS, RETRY_CAP_MS, mw_backoff_random());
         if (retry_after_ms > delay_ms)
-            delay_ms = retry_after_ms < RETRY_AFTER_CAP_MS ? retry_after_ms : RETRY_AFTER_CAP_MS;
+            delay_ms = retry_after_ms;
         mw_log(MW_LOG_WARN, "reporter", "report attempt %d of %d failed (%s); retrying in %" PRId64 " ms", n + 1,
                r->cfg->http_retries + 1, detail, delay_ms);
         pause_ms(r, delay_ms);

@@ -370,7 +370,8 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
      * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
     started_us = av_gettime_relative();
     ret = job->url[0] ? mw_download_job_input(s->cfg, job, scratch, sizeof(scratch), reason, sizeof(reason)) : 0;
-    if (ret >= 0)
+    /* A download that outlived the shutdown grace period must not start the job: the message is requeued. */
+    if (ret >= 0 && !atomic_load(&s->shared->abandon))
         ret = run_job(s, job, d, &result, reason, sizeof(reason));
     mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us) / 1e6);
     count_result(s->shared->metrics, result);

@@ -34,7 +34,16 @@ def settled(broker):
 
 
 def test_seed_message(broker, ds, roots):
-    w = Worker(broker, ds, *roots).start()
+    w = Worker(broker, ds, *roots, MW_DATA_SERVICE_TOKEN="tok-seed").start()
+    for pid in w.job_pids():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                names = [entry.split(b"=", 1)[0] for entry in f.read().split(b"\0")]
+        except PermissionError:
+            print("job process environment not readable here (not root): credential check skipped", file=sys.stderr)
+            continue
+        check(not {b"RABBITMQ_URL", b"POSTGRES_DATA_SERVICE_URL", b"MW_DATA_SERVICE_TOKEN"} & set(names),
+              f"no credentials in a job process's environment: {sorted(names)}")
     job_id = publish(broker, {"user_id": 42, "file_info": {"path": "clip.mp4"}}, request_id="req-seed-1")
     reqs = ds.wait_for(lambda r: len(r) >= 1, 30)
     check(w.stop() == 0, "seed: worker exits 0 on SIGTERM")
