@@ -126,6 +126,17 @@ def delta(before, after, name, **labels):
     return now - (then if then is not None else 0.0)
 
 
+def wait_metric_below(port, name, below, timeout=30, **labels):
+    """Scrapes until name{labels} is present and below `below` (or the timeout); returns the last samples."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(port)
+        got = value(samples, name, **labels)
+        if (got is not None and got < below) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def wait_metric(port, name, at_least, timeout=30, **labels):
     """Scrapes until name{labels} >= at_least; returns that scrape (counts are updated after the report)."""
     deadline = time.monotonic() + timeout
@@ -200,7 +211,9 @@ def test_jobs(port, broker, ds, clip, work):
         fallback = "yes" if accel.get("fallback") else "no"
         check(delta(m0, m1, "mediaworker_hwaccel_decodes_total", decode=accel["decode"], fallback=fallback) == 1,
               f"good job: hwaccel_decodes_total{{decode={accel['decode']},fallback={fallback}}} +1")
-    check(value(m1, "mediaworker_jobs_in_flight") == 0, "good job: nothing in flight after")
+    # The job leaves the in-flight gauge after its ack, which follows the report: wait for that, not for luck.
+    settled = wait_metric_below(port, "mediaworker_jobs_in_flight", 1)
+    check(value(settled, "mediaworker_jobs_in_flight") == 0, "good job: nothing in flight after")
 
     # An invalid message: dead-lettered, no report (no user id).
     publish(broker, b"{not json")
@@ -229,6 +242,15 @@ def test_jobs(port, broker, ds, clip, work):
         check(value(m3, "mediaworker_job_process_restarts_total", cause=k) == 0, f"no restarts ({k})")
 
 
+def ended(pid):
+    """True once pid is a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def test_restart(port, broker, ds, w):
     """A job process killed while idle is replaced at the next job and counted as a crash."""
     before = scrape(port)
@@ -236,6 +258,9 @@ def test_restart(port, broker, ds, w):
     check(len(pids) == 1, f"one job process ({pids})")
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
+    # "Killed while idle": the next job comes once the kill has taken effect (the process is a zombie or
+    # gone), not while it is still being torn down.
+    wait_until(lambda: all(ended(pid) for pid in pids), 10, what="killed job process ended")
     ds.reset()
     job = publish(broker, {"user_id": 4, "file_info": {"path": "clip.mp4"}})
     ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
