@@ -31,6 +31,7 @@ struct cli_command {
     const struct cli_option *options;   /* terminated by an entry with name NULL; may be NULL */
     int min_positional, max_positional; /* max -1 = unlimited */
     int hidden;                  /* internal command: not listed in the usage */
+    int one_job;                 /* runs one job in this process, which then has every core */
     /* Runs with the validated configuration; returns an exit code. */
     int (*run)(const struct mw_config *cfg, int argc, char **argv);
 };

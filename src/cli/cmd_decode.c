@@ -65,5 +65,6 @@ const struct cli_command cli_cmd_decode = {
     .summary = "decode every video frame of each file and print frames, speed and where decoding ran",
     .min_positional = 1,
     .max_positional = -1,
+    .one_job = 1,
     .run = run_decode,
 };

@@ -86,5 +86,6 @@ const struct cli_command cli_cmd_probe = {
     .options = probe_options,
     .min_positional = 1,
     .max_positional = -1,
+    .one_job = 1,
     .run = run_probe,
 };

@@ -107,5 +107,6 @@ const struct cli_command cli_cmd_run = {
     .options = run_options,
     .min_positional = 1,
     .max_positional = 1,
+    .one_job = 1,
     .run = run_job_file,
 };

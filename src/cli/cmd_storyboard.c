@@ -145,5 +145,6 @@ const struct cli_command cli_cmd_storyboard = {
     .options = storyboard_options,
     .min_positional = 1,
     .max_positional = 1,
+    .one_job = 1,
     .run = run_storyboard,
 };

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
@@ -270,21 +269,11 @@ static void run_batch(struct batch *b, int workers)
         pthread_join(threads[i], NULL);
 }
 
-/* The CLI is the only job on the machine: all cores, unless --codec-threads says otherwise. */
-static int cli_threads(const struct mw_config *cfg)
-{
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-
-    if (cfg->codec_threads > 0)
-        return cfg->codec_threads;
-    return cores > 0 ? (int)cores : 1;
-}
-
 static int run_thumbnail(const struct mw_config *cfg, int argc, char **argv)
 {
     struct thumbnail_plan *plan = av_mallocz(sizeof(*plan));
     struct batch b = {.cfg = cfg, .inputs = argv, .count = argc};
-    int workers = cli_threads(cfg);
+    int workers = mw_config_codec_threads(cfg);
     int failures = 0;
     int ret = plan ? build_plan(plan, argc, argc > 1 ? 1 : workers) : MW_EXIT_JOB_FAILED;
 
@@ -332,5 +321,6 @@ const struct cli_command cli_cmd_thumbnail = {
     .options = thumbnail_options,
     .min_positional = 1,
     .max_positional = -1,
+    .one_job = 1,
     .run = run_thumbnail,
 };

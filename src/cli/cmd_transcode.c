@@ -152,5 +152,6 @@ const struct cli_command cli_cmd_transcode = {
     .options = transcode_options,
     .min_positional = 1,
     .max_positional = 1,
+    .one_job = 1,
     .run = run_transcode,
 };

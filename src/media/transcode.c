@@ -128,16 +128,18 @@ static int open_video(struct pipeline *p, const struct mw_probe *probe)
     struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
     struct mw_video_filter_spec spec = {0};
     /* The renditions encode in parallel threads of their own, so they share the job's threads rather than
-     * each taking all of them. Within its share an encoder gets x264's own 1.5 frame threads per core:
-     * frame threads wait on each other's reference rows, and the extra one keeps the cores busy. With several
-     * renditions, never fewer than two: the largest encodes longest and sets the pace, and on one thread it
-     * could not use a core the smaller ones leave idle (1080/720/480 of the 60 s reference on two cores with
-     * one job thread: 40.2 s with one x264 thread each, 39.1 s with two, 457 MB against the ffmpeg split
-     * command's 489 MB). */
+     * each taking all of them. One x264 frame thread per thread of the share: on the 60 s reference to 720p
+     * with two threads, three x264 threads were no faster than two (14.7-14.8 s against 14.4-15.0 s) and
+     * took 9 MB more. With several renditions, never fewer than two: the largest encodes longest and sets
+     * the pace, and on one thread it could not use a core the smaller ones leave idle (1080/720/480 of the
+     * 60 s reference on two cores with one job thread: 40.2 s with one x264 thread each, 39.1 s with two,
+     * 457 MB against the ffmpeg split command's 489 MB). */
     int share = p->opt->threads / p->count;
-    int encoder_threads = FFMAX(share * 3 / 2, p->count > 1 ? 2 : 1);
+    int encoder_threads = FFMAX(share, p->count > 1 ? 2 : 1);
     int ret;
 
+    mw_log(MW_LOG_DEBUG, "transcode", "threads: %d for the video decoder, %d per encoder of %d rendition(s)",
+           p->opt->threads, encoder_threads, p->count);
     ret = mw_decoder_open(&p->video_decoder, p->in, p->video_index, p->opt->threads);
     if (ret < 0)
         return ret;
@@ -595,13 +597,25 @@ static int commit_outputs(struct pipeline *p, struct mw_transcode_result *result
 
 /* ---- entry point ---- */
 
+/* The codecs and graphs, which hold most of the job's memory; the encoder threads must have ended. */
+static void free_codecs(struct pipeline *p)
+{
+    for (int i = 0; i < p->count; i++)
+        avcodec_free_context(&p->r[i].encoder);
+    mw_decoder_free(&p->video_decoder);
+    mw_decoder_free(&p->audio_decoder);
+    mw_filter_free(&p->video_filter);
+    mw_filter_free(&p->audio_filter);
+    avcodec_free_context(&p->audio_encoder);
+}
+
 static void pipeline_free(struct pipeline *p, int remove_outputs)
 {
     join_encoders(p, 1);
+    free_codecs(p);
     for (int i = 0; i < p->count; i++) {
         mw_muxer_free(&p->r[i].mp4);
         mw_muxer_free(&p->r[i].hls);
-        avcodec_free_context(&p->r[i].encoder);
         av_packet_free(&p->r[i].held);
         av_packet_free(&p->r[i].encoded);
         av_packet_free(&p->r[i].copy);
@@ -614,11 +628,6 @@ static void pipeline_free(struct pipeline *p, int remove_outputs)
     }
     if (remove_outputs && p->hls_tmp_dir[0])
         mw_hls_remove_dir(p->hls_tmp_dir);
-    mw_decoder_free(&p->video_decoder);
-    mw_decoder_free(&p->audio_decoder);
-    mw_filter_free(&p->video_filter);
-    mw_filter_free(&p->audio_filter);
-    avcodec_free_context(&p->audio_encoder);
     av_packet_free(&p->pkt);
     av_packet_free(&p->encoded);
     av_packet_free(&p->copy);
@@ -691,6 +700,8 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         return ret;
     report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
     p->duration_s = decoded_duration(p);
+    /* The check decodes the outputs again: it can reuse this memory instead of adding to the peak. */
+    free_codecs(p);
     mw_log(MW_LOG_DEBUG, "transcode", "%d output(s) written in %.2f s, %lld frames; verifying", p->count,
            (double)(av_gettime_relative() - p->started) / 1e6, (long long)p->encoded_frames);
     if ((ret = check_outputs(p, why, why_size)) < 0 ||

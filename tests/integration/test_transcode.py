@@ -343,6 +343,19 @@ def test_rung_at_source_size():
         check((v["width"], v["height"], v.get("color_space")) == (320, 240, "bt709"), f"240p rung: {v}")
 
 
+def test_threads():
+    """The transcode command is the only job running, so it takes every core (as the ffmpeg CLI would); a
+    worker's slots divide the cores among themselves instead (MW_CODEC_THREADS overrides both)."""
+    cores = os.cpu_count()
+    for env, decoder, encoder in [({}, cores, cores), ({"MW_SLOTS": str(cores)}, cores, cores),
+                                  ({"MW_CODEC_THREADS": "3"}, 3, 3)]:
+        out = fresh_dir("tc-threads")
+        proc = run(["transcode", UPRIGHT, "-o", out, "--renditions", "120", "--no-remux"],
+                   env=dict(env, MW_LOG_LEVEL="debug"))
+        wanted = f"threads: {decoder} for the video decoder, {encoder} per encoder of 1 rendition(s)"
+        check(proc.returncode == 0 and wanted in proc.stderr, f"{env}: logs '{wanted}': {proc.stderr[-1500:]}")
+
+
 def test_broken_inputs():
     # The container is intact, the pictures are noise: nothing decodes, the check fails, nothing is left.
     corrupt = os.path.join(fresh_dir("tc-corrupt-in"), "corrupt.mp4")
@@ -426,7 +439,8 @@ def test_progress_bar():
 
 
 for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
-             test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_broken_inputs, test_job_operation, test_progress_bar):
+             test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_threads, test_broken_inputs,
+             test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
     test()
 finish()
