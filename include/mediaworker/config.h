@@ -80,14 +80,15 @@ struct mw_config {
 
     /* Jobs */
     struct mw_limits limits;
-    int slots;
+    int slots;                                  /* deliveries in flight (= prefetch); 0: twice the job processes */
+    int job_processes;                          /* 0: one per core, or MW_SLOTS when that is fewer */
     enum mw_isolation isolation;
     int job_memory_mb;
     int job_cpu_s;
     int job_file_size_mb;
     int jobs_per_process;
     char job_user[MW_CONFIG_NAME_MAX];          /* empty: job processes keep the supervisor's user */
-    int codec_threads;                          /* 0: derived from cores / slots */
+    int codec_threads;                          /* 0: derived from cores / job processes */
     enum mw_hwaccel hwaccel;
     char hwaccel_device[MW_CONFIG_NAME_MAX];
 
@@ -138,7 +139,15 @@ void mw_config_mask_url(const char *url, char *out, size_t out_size);
 void mw_config_clear_credentials(struct mw_config *cfg);
 int mw_config_is_credential_variable(const char *entry);
 
-/* Codec threads for one job: the configured value, or cores divided by slots (at least 1). */
+/*
+ * How many job processes run the libav work (jobs at once) and how many deliveries are in flight (slots, the
+ * prefetch): the configured values, else one process per core (never more than MW_SLOTS) and twice as many
+ * slots as processes, so that a process starts the next job while a finished one is being reported.
+ */
+int mw_config_job_processes(const struct mw_config *cfg);
+int mw_config_slots(const struct mw_config *cfg);
+
+/* Codec threads for one job: the configured value, or cores divided by job processes (at least 1). */
 int mw_config_codec_threads(const struct mw_config *cfg);
 
 #endif

@@ -210,10 +210,11 @@ int cli_main(int argc, char **argv)
         fprintf(stderr, "mediaworker: configuration error: %s\n", err);
         return MW_EXIT_USAGE;
     }
-    /* Slots only divide the machine among the jobs `serve` runs at once. A command that runs one job is
-     * alone, and the codec threads default (cores / slots) must then give it every core, as ffmpeg would. */
+    /* Job processes only divide the machine among the jobs `serve` runs at once. A command that runs one job
+     * is alone, and the codec threads default (cores / job processes) must then give it every core, as
+     * ffmpeg would. */
     if (cmd->one_job)
-        cfg.slots = 1;
+        cfg.job_processes = 1;
     mw_log_setup(cfg.log_level, cfg.log_format, stderr);
     mw_log_route_libav();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

@@ -83,7 +83,9 @@ static const struct option_spec options[] = {
     INT64("MW_ANALYZE_DURATION_MS", "--analyze-duration-ms", limits.analyzeduration_ms, 0, 600000,
           "media time read to find stream parameters"),
     INT("MW_JOB_DEADLINE", "--job-deadline", limits.job_deadline_s, 1, 86400, "seconds one job may run"),
-    INT("MW_SLOTS", "--slots", slots, 1, 256, "jobs run at once (and the prefetch count)"),
+    INT("MW_SLOTS", "--slots", slots, 0, 256, "deliveries in flight, the prefetch count (0 = twice the job processes)"),
+    INT("MW_JOB_PROCESSES", "--job-processes", job_processes, 0, 256,
+        "job processes, jobs run at once (0 = one per core, at most MW_SLOTS)"),
     CHOICE("MW_ISOLATION", "--isolation", isolation, isolation_choices, "run jobs in job processes or in-process"),
     INT("MW_JOB_MEMORY_MB", "--job-memory-mb", job_memory_mb, 64, 1 << 20, "address-space cap of a job process"),
     INT("MW_JOB_CPU_SECONDS", "--job-cpu-seconds", job_cpu_s, 1, 1 << 24, "CPU-time cap of a job process"),
@@ -91,7 +93,7 @@ static const struct option_spec options[] = {
     STR("MW_JOB_USER", "--job-user", job_user, "unprivileged user job processes switch to when started as root"),
     INT("MW_JOBS_PER_PROCESS", "--jobs-per-process", jobs_per_process, 1, 1000000, "recycle a job process after"),
     INT("MW_CODEC_THREADS", "--codec-threads", codec_threads, 0, 256,
-        "codec threads per job (0 = cores / slots; all cores for one-job commands)"),
+        "codec threads per job (0 = cores / job processes; all cores for one-job commands)"),
     CHOICE("MW_HWACCEL", "--hwaccel", hwaccel, hwaccel_choices, "hardware acceleration"),
     STR("MW_HWACCEL_DEVICE", "--hwaccel-device", hwaccel_device, "device for hardware acceleration"),
     STR("MW_HTTP_LISTEN", "--http-listen", http_listen, "metrics/health address host:port (empty = off)"),
@@ -102,8 +104,6 @@ static const struct option_spec options[] = {
 
 void mw_config_defaults(struct mw_config *cfg)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-
     *cfg = (struct mw_config){
         .rabbitmq_url = "amqp://guest:guest@localhost:5672/",
         .exchange = "media",
@@ -133,7 +133,6 @@ void mw_config_defaults(struct mw_config *cfg)
              * broker closing the channel under every other job in flight. */
             .job_deadline_s = 25 * 60,
         },
-        .slots = cores > 0 ? (int)cores : 1,
         .isolation = MW_ISOLATION_PROCESS,
         .job_memory_mb = 4096,
         .job_cpu_s = 3600,
@@ -276,6 +275,11 @@ int mw_config_validate(const struct mw_config *cfg, char *err, size_t err_size)
         snprintf(err, err_size, "MW_INPUT_ROOT, MW_OUTPUT_ROOT and MW_SCRATCH_DIR must not be empty");
         return MW_ERR_CONFIG;
     }
+    if (cfg->slots > 0 && cfg->job_processes > cfg->slots) {
+        snprintf(err, err_size, "MW_JOB_PROCESSES (%d) above MW_SLOTS (%d): the extra processes would never get a job",
+                 cfg->job_processes, cfg->slots);
+        return MW_ERR_CONFIG;
+    }
     return 0;
 }
 
@@ -416,13 +420,33 @@ void mw_config_print_help(FILE *out)
     }
 }
 
-int mw_config_codec_threads(const struct mw_config *cfg)
+static int online_cores(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return cores <= 0 ? 1 : cores > 256 ? 256 : (int)cores;
+}
+
+int mw_config_job_processes(const struct mw_config *cfg)
+{
+    if (cfg->job_processes > 0)
+        return cfg->job_processes;
+    int cores = online_cores();
+
+    return cfg->slots > 0 && cfg->slots < cores ? cfg->slots : cores;
+}
+
+int mw_config_slots(const struct mw_config *cfg)
+{
+    return cfg->slots > 0 ? cfg->slots : 2 * mw_config_job_processes(cfg);
+}
+
+int mw_config_codec_threads(const struct mw_config *cfg)
+{
     int threads;
 
     if (cfg->codec_threads > 0)
         return cfg->codec_threads;
-    threads = cores > 0 ? (int)(cores / (cfg->slots > 0 ? cfg->slots : 1)) : 1;
+    threads = online_cores() / mw_config_job_processes(cfg);
     return threads > 0 ? threads : 1;
 }

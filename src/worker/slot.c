@@ -1,9 +1,11 @@
 /*
- * One slot thread: delivery -> job -> report -> verdict.
+ * One slot thread: delivery -> job (in a job process taken from the pool, given back as soon as the job
+ * ends) -> report -> verdict.
  *
  * The decisions, in order:
  *   - a delivery of an older connection is skipped (the broker already requeued it);
- *   - while draining, deliveries are left unacked (the broker requeues them when it closes);
+ *   - while draining, deliveries are left unacked (the broker requeues them when it closes), and one that
+ *     was still waiting for a job process is requeued without running;
  *   - an invalid message is dead-lettered with its reason (x-mw-error), reported as failed when the user
  *     id is known, and never retried;
  *   - a transient job failure (job process lost, scratch disk full, ...) goes to the next retry tier; after
@@ -29,6 +31,7 @@
 #include "mediaworker/download.h"
 #include "mediaworker/error.h"
 #include "mediaworker/events.h"
+#include "mediaworker/jobpool.h"
 #include "mediaworker/jobproc.h"
 #include "mediaworker/log.h"
 #include "mediaworker/reporter.h"
@@ -44,10 +47,6 @@ struct mw_slot {
     pthread_t thread;
     int started;
     atomic_int finished;
-    /* jobproc_lock guards the jobproc pointer (created and freed by the slot thread, used by
-     * mw_slot_abandon from the supervisor); everything else belongs to the slot thread once started. */
-    pthread_mutex_t jobproc_lock;
-    struct mw_jobproc *jobproc;
     struct mw_reporter *reporter;
 };
 
@@ -72,10 +71,8 @@ int mw_slot_new(struct mw_slot **ps, int index, const struct mw_config *cfg, str
     s->broker = broker;
     s->deliveries = deliveries;
     s->shared = shared;
-    pthread_mutex_init(&s->jobproc_lock, NULL);
     ret = mw_reporter_new(&s->reporter, cfg);
     if (ret < 0) {
-        pthread_mutex_destroy(&s->jobproc_lock);
         av_free(s);
         return ret;
     }
@@ -125,35 +122,21 @@ static cJSON *failed_report(const char *job_id, const char *name, int err, const
     return report;
 }
 
-static int start_jobproc(struct mw_slot *s)
-{
-    struct mw_jobproc *p = NULL;
-    int ret = mw_jobproc_new(&p, s->cfg, s->shared->metrics);
-
-    pthread_mutex_lock(&s->jobproc_lock);
-    s->jobproc = p;
-    pthread_mutex_unlock(&s->jobproc_lock);
-    return ret;
-}
-
-static int run_job(struct mw_slot *s, struct mw_job *job, const struct mw_delivery *d, cJSON **result,
+/* Runs the job at place (taken from the pool): in its job process, or here with MW_ISOLATION=none. */
+static int run_job(struct mw_slot *s, int place, struct mw_job *job, const struct mw_delivery *d, cJSON **result,
                    char *reason, size_t reason_size)
 {
     struct running_job run = {.slot = s, .job = job};
     struct mw_job_message message = {d->body, d->body_size, d->message_id, job->request_id, job->local_input};
     int64_t deadline = av_gettime_relative() + (int64_t)s->cfg->limits.job_deadline_s * 1000000;
+    struct mw_jobproc *process = NULL;
+    int ret;
 
-    reason[0] = '\0';
     if (s->cfg->isolation == MW_ISOLATION_NONE)
         return mw_job_run(s->cfg, job, on_progress, &run, result);
-    if (!s->jobproc) {
-        int ret = start_jobproc(s);
-        if (ret < 0) {
-            snprintf(reason, reason_size, "cannot start a job process: %s", mw_err2str(ret));
-            return MW_ERR_JOB_LOST;
-        }
-    }
-    return mw_jobproc_run(s->jobproc, &message, deadline, on_progress, &run, result, reason, reason_size);
+    if ((ret = mw_jobpool_process(s->shared->pool, place, &process, reason, reason_size)) < 0)
+        return ret;
+    return mw_jobproc_run(process, &message, deadline, on_progress, &run, result, reason, reason_size);
 }
 
 /* Removes path, and below it up to depth levels of subdirectories; links are removed, never followed. */
@@ -345,8 +328,9 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     char reason[512] = "";
     char scratch[2048] = "";
     int64_t user_id = -1;
-    int64_t started_us;
+    int64_t started_us, waited_us = 0;
     int final_failure = 0;
+    int place = -1;
     int ret;
 
     ret = mw_job_parse(d->body, d->body_size, d->message_id[0] ? d->message_id : NULL,
@@ -370,10 +354,28 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
      * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
     started_us = av_gettime_relative();
     ret = job->url[0] ? mw_download_job_input(s->cfg, job, scratch, sizeof(scratch), reason, sizeof(reason)) : 0;
-    /* A download that outlived the shutdown grace period must not start the job: the message is requeued. */
-    if (ret >= 0 && !atomic_load(&s->shared->abandon))
-        ret = run_job(s, job, d, &result, reason, sizeof(reason));
-    mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us) / 1e6);
+    if (ret >= 0) {
+        int64_t wait_start = av_gettime_relative();
+        place = mw_jobpool_acquire(s->shared->pool, &s->shared->abandon);
+        waited_us = av_gettime_relative() - wait_start;
+    }
+    /* A job that had not started when the shutdown began (still downloading, or waiting for a job process)
+     * does not start: the message is requeued, for this worker's successor or another one. */
+    if (ret >= 0 && (place < 0 || atomic_load(&s->shared->draining))) {
+        mw_log(MW_LOG_INFO, "slot", "shutting down before the job started: requeued");
+        if (place >= 0)
+            mw_jobpool_release(s->shared->pool, place, 1);
+        mw_download_job_cleanup(scratch, job);
+        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
+        goto end;
+    }
+    if (ret >= 0) {
+        reason[0] = '\0';
+        ret = run_job(s, place, job, d, &result, reason, sizeof(reason));
+        /* Given back before the report: the process takes the next job while the Data Service answers. */
+        mw_jobpool_release(s->shared->pool, place, atomic_load(&s->shared->draining));
+    }
+    mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us - waited_us) / 1e6);
     count_result(s->shared->metrics, result);
     mw_download_job_cleanup(scratch, job);
     remove_stale_temporaries(s->cfg, job);
@@ -421,26 +423,15 @@ static void *slot_main(void *arg)
         mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, 1);
         handle(s, d);
         mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, -1);
-        /* A process lost with its job is replaced now, not when the next job arrives: that job does not
-         * wait for it, and /readyz does not report a worker without job processes while it is idle. */
-        if (s->jobproc && !mw_jobproc_pid(s->jobproc) && !atomic_load(&s->shared->draining))
-            mw_jobproc_prepare(s->jobproc);
     }
-    pthread_mutex_lock(&s->jobproc_lock);
-    mw_jobproc_free(&s->jobproc);
-    pthread_mutex_unlock(&s->jobproc_lock);
     atomic_store(&s->finished, 1);
     return NULL;
 }
 
 int mw_slot_start(struct mw_slot *s)
 {
-    int ret;
+    int ret = pthread_create(&s->thread, NULL, slot_main, s);
 
-    /* Pre-started, so the first job does not pay for it; a failure here is retried at the first job. */
-    if (s->cfg->isolation == MW_ISOLATION_PROCESS && (ret = start_jobproc(s)) < 0)
-        mw_log(MW_LOG_ERROR, "slot", "slot %d: cannot start its job process: %s", s->index, mw_err2str(ret));
-    ret = pthread_create(&s->thread, NULL, slot_main, s);
     if (ret)
         return AVERROR(ret);
     s->started = 1;
@@ -452,14 +443,6 @@ int mw_slot_finished(const struct mw_slot *s)
     return !s->started || atomic_load(&((struct mw_slot *)s)->finished);
 }
 
-void mw_slot_abandon(struct mw_slot *s)
-{
-    pthread_mutex_lock(&s->jobproc_lock);
-    if (s->jobproc)
-        mw_jobproc_kill(s->jobproc);
-    pthread_mutex_unlock(&s->jobproc_lock);
-}
-
 void mw_slot_free(struct mw_slot **ps)
 {
     struct mw_slot *s = ps ? *ps : NULL;
@@ -468,9 +451,7 @@ void mw_slot_free(struct mw_slot **ps)
         return;
     if (s->started)
         pthread_join(s->thread, NULL);
-    mw_jobproc_free(&s->jobproc);
     mw_reporter_free(&s->reporter);
-    pthread_mutex_destroy(&s->jobproc_lock);
     av_free(s);
     *ps = NULL;
 }

@@ -69,6 +69,7 @@ static int all_slots_finished(const struct supervisor *sv)
 static int start(struct supervisor *sv)
 {
     const struct mw_config *cfg = sv->cfg;
+    int slots = mw_config_slots(cfg);
     int ret;
 
     if ((ret = mw_path_mkdirs(cfg->output_root)) < 0 || (ret = mw_path_mkdirs(cfg->scratch_dir)) < 0) {
@@ -85,13 +86,14 @@ static int start(struct supervisor *sv)
     if ((ret = mw_httpd_new(&sv->httpd, cfg, sv->metrics)) < 0)
         return ret;
     /* Room for every slot's delivery plus those of a connection that was just replaced. */
-    if ((ret = mw_queue_new(&sv->deliveries, (size_t)cfg->slots * 4 + 16)) < 0 ||
-        (ret = mw_broker_new(&sv->broker, cfg, sv->deliveries, cfg->slots, sv->metrics)) < 0)
+    if ((ret = mw_queue_new(&sv->deliveries, (size_t)slots * 4 + 16)) < 0 ||
+        (ret = mw_broker_new(&sv->broker, cfg, sv->deliveries, slots, sv->metrics)) < 0 ||
+        (ret = mw_jobpool_new(&sv->shared.pool, cfg, sv->metrics, mw_config_job_processes(cfg))) < 0)
         return ret;
-    sv->slots = av_calloc((size_t)cfg->slots, sizeof(*sv->slots));
+    sv->slots = av_calloc((size_t)slots, sizeof(*sv->slots));
     if (!sv->slots)
         return AVERROR(ENOMEM);
-    for (int i = 0; i < cfg->slots; i++) {
+    for (int i = 0; i < slots; i++) {
         if ((ret = mw_slot_new(&sv->slots[i], i, cfg, sv->broker, sv->deliveries, &sv->shared)) < 0)
             return ret;
         sv->slot_count++;
@@ -126,8 +128,7 @@ static void drain(struct supervisor *sv)
     if (all_slots_finished(sv))
         return;
     atomic_store(&sv->shared.abandon, 1);
-    for (int i = 0; i < sv->slot_count; i++)
-        mw_slot_abandon(sv->slots[i]);
+    mw_jobpool_abandon(sv->shared.pool);
 }
 
 static void stop(struct supervisor *sv)
@@ -146,6 +147,7 @@ static void stop(struct supervisor *sv)
     for (int i = 0; i < sv->slot_count; i++)
         mw_slot_free(&sv->slots[i]);
     av_freep(&sv->slots);
+    mw_jobpool_free(&sv->shared.pool);
     if (sv->broker)
         mw_broker_stop(sv->broker, &stats);
     mw_broker_free(&sv->broker);
@@ -183,8 +185,8 @@ int mw_supervisor_run(const struct mw_config *cfg)
         stop(&sv);
         return ret;
     }
-    mw_log(MW_LOG_INFO, "supervisor", "serving %s with %d slot(s), isolation %s", cfg->queue, cfg->slots,
-           cfg->isolation == MW_ISOLATION_NONE ? "none" : "process");
+    mw_log(MW_LOG_INFO, "supervisor", "serving %s with %d slot(s) and %d job process(es), isolation %s", cfg->queue,
+           mw_config_slots(cfg), mw_config_job_processes(cfg), cfg->isolation == MW_ISOLATION_NONE ? "none" : "process");
     sig = wait_signal(&sv, -1);
     mw_log(MW_LOG_INFO, "supervisor", "%s received: finishing the jobs in flight (grace %d s)",
            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);

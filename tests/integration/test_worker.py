@@ -2,7 +2,8 @@
 
 Covers: the seed message end to end; invalid and hostile messages dead-lettered with the reason; Data
 Service 503 then 200, Retry-After, 404, 400, and down past every retry (retry tier, then processed);
-job processes killed (SIGKILL), past the deadline, at the memory cap; SIGTERM during a job.
+job processes killed (SIGKILL), past the deadline, at the memory cap; a job process shared by two slots
+and given back before the report; SIGTERM during a job.
 """
 import json
 import os
@@ -242,6 +243,31 @@ def test_report_stall_and_events(broker, ds, roots):
     check(settled(broker), "stall: acked")
 
 
+def test_process_freed_before_report(broker, ds, roots):
+    """Two slots share one job process, which is given back as soon as a job ends: while the Data Service
+    sits on the first job's report, the second job runs and is reported. Were the process held until the
+    report, the second job could not start before the first report's attempt timed out."""
+    ds.stall_s = 4
+    ds.script("stall")
+    w = Worker(broker, ds, *roots, MW_SLOTS=2, MW_JOB_PROCESSES=1, HTTP_CLIENT_TIMEOUT=2).start()
+    first = publish(broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len(r) >= 1, 20)
+    second = publish(broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: len([x for x in r if x["status"] == 200]) >= 2, 30)
+    stalled = [r for r in ds.requests if r["status"] == "stall"]
+    done = {nf.get("job_id"): r["time"] for r in ds.requests if r["status"] == 200
+            for nf in [(r["json"] or {}).get("new_file") or {}]}
+    check(len(stalled) == 1 and (stalled[0]["json"] or {}).get("new_file", {}).get("job_id") == first,
+          f"freed: the first report is the stalled one ({[r['status'] for r in ds.requests]})")
+    check(second in done and first in done and done[second] < done[first]
+          and done[second] - stalled[0]["time"] < 1.5,
+          f"freed: the second job was reported while the first report hung ({done}, stall at "
+          f"{stalled[0]['time'] if stalled else None})")
+    check(len(w.job_pids()) == 1, f"freed: one job process ({w.job_pids()})")
+    check(w.stop() == 0, "freed: worker exits 0")
+    check(settled(broker), "freed: both acked")
+
+
 def test_recycle_and_heartbeat(broker, ds, roots):
     """Job processes are replaced after MW_JOBS_PER_PROCESS jobs; a job that outlasts several heartbeat
     intervals does not cost the broker connection."""
@@ -387,7 +413,7 @@ def main():
     roots = (input_root, output_root)
     tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
              test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
-             test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
+             test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job, test_sigterm_job_finishes_in_grace]
     only = sys.argv[1:]
     with rabbitmq.RabbitMQ(work) as broker:
