@@ -42,6 +42,13 @@ int mw_jobpool_process(struct mw_jobpool *pool, int index, struct mw_jobproc **p
  * next job does not wait for one and /readyz does not count a worker without processes as ready. */
 void mw_jobpool_release(struct mw_jobpool *pool, int index, int draining);
 
+/*
+ * Waits until no place is taken, or until *abandon is set. A job process dies with the thread that started
+ * it (PR_SET_PDEATHSIG follows the thread, not the process), and any slot thread may have started the one
+ * another slot's job runs in, so a slot thread must not end while a job may still run.
+ */
+void mw_jobpool_wait_idle(struct mw_jobpool *pool, const atomic_int *abandon);
+
 /* Kills the job process of every taken place and wakes every waiter. Thread-safe. */
 void mw_jobpool_abandon(struct mw_jobpool *pool);
 

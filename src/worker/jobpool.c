@@ -99,7 +99,24 @@ void mw_jobpool_release(struct mw_jobpool *pool, int index, int draining)
         mw_jobproc_prepare(place->process);
     pthread_mutex_lock(&pool->lock);
     place->taken = 0;
-    pthread_cond_signal(&pool->freed);
+    /* Both kinds of waiters wait on it: slots for a place, ending slot threads for all of them. */
+    pthread_cond_broadcast(&pool->freed);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+static int any_taken(const struct mw_jobpool *pool)
+{
+    for (int i = 0; i < pool->count; i++)
+        if (pool->places[i].taken)
+            return 1;
+    return 0;
+}
+
+void mw_jobpool_wait_idle(struct mw_jobpool *pool, const atomic_int *abandon)
+{
+    pthread_mutex_lock(&pool->lock);
+    while (any_taken(pool) && !atomic_load(abandon))
+        pthread_cond_wait(&pool->freed, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }
 

@@ -424,6 +424,7 @@ static void *slot_main(void *arg)
         handle(s, d);
         mw_metrics_gauge_add(s->shared->metrics, MW_METRIC_IN_FLIGHT, -1);
     }
+    mw_jobpool_wait_idle(s->shared->pool, &s->shared->abandon);
     atomic_store(&s->finished, 1);
     return NULL;
 }

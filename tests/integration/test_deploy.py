@@ -7,7 +7,7 @@
   `mediaworker config` prints, and the binary accepts the resulting configuration. Compose's launcher of the
   stand-in Data Service serves on every interface (run here when tests/support/data_service.py exists).
 - Kubernetes: probes on /healthz and /readyz at the port of MW_HTTP_LISTEN, a termination grace longer than
-  the drain plus the last report, resources that follow from MW_SLOTS x MW_JOB_MEMORY_MB and the codec
+  the drain plus the last report, resources that follow from MW_JOB_PROCESSES x MW_JOB_MEMORY_MB and the codec
   threads, the restricted securityContext, an emptyDir scratch, a GPU Deployment on nvidia.com/gpu with
   MW_HWACCEL=cuda, KEDA on the rabbitmq trigger for the worker's queue, PodDisruptionBudgets.
 - When kubectl is installed, `kubectl kustomize docker/k8s` renders, in one namespace, with registry images.
@@ -370,8 +370,9 @@ def test_compose():
               f"{where}: read-only root, all capabilities dropped")
         check(str(service.get("user", "0")).split(":")[0] not in ("0", "root"), f"{where}: not root")
         memory = quantity(service.get("mem_limit", "0").upper().replace("M", "Mi"), 1 << 20)
-        check(memory >= config["MW_SLOTS"] * config["MW_JOB_MEMORY_MB"],
-              f"{where}: mem_limit {memory} MiB holds MW_SLOTS x MW_JOB_MEMORY_MB")
+        check("MW_JOB_PROCESSES" in env, f"{where}: sets MW_JOB_PROCESSES (sysconf sees the host's cores)")
+        check(memory >= config["MW_JOB_PROCESSES"] * config["MW_JOB_MEMORY_MB"],
+              f"{where}: mem_limit {memory} MiB holds MW_JOB_PROCESSES x MW_JOB_MEMORY_MB")
         host, port = listen_port(config)
         check(host not in ("127.0.0.1", "localhost") and any(p.endswith(f":{port}") for p in service.get("ports", [])),
               f"{where}: health endpoint published from MW_HTTP_LISTEN's port")
@@ -431,7 +432,7 @@ def check_deployment(name, deployment, configmaps, secrets):
     container = containers[0]
     env = container_env(container, configmaps, secrets)
     check_variables(where, env)
-    for required in ("MW_SLOTS", "MW_CODEC_THREADS", "MW_JOB_MEMORY_MB"):
+    for required in ("MW_JOB_PROCESSES", "MW_SLOTS", "MW_CODEC_THREADS", "MW_JOB_MEMORY_MB"):
         check(required in env, f"{where}: sets {required} (sysconf in a container sees the node, not the limits)")
     config = effective_config(where, env)
 
@@ -452,15 +453,16 @@ def check_deployment(name, deployment, configmaps, secrets):
 
     resources = container.get("resources", {})
     limits, requests = resources.get("limits", {}), resources.get("requests", {})
-    slots, job_mib = config["MW_SLOTS"], config["MW_JOB_MEMORY_MB"]
+    slots, processes, job_mib = config["MW_SLOTS"], config["MW_JOB_PROCESSES"], config["MW_JOB_MEMORY_MB"]
+    check(processes <= slots, f"{where}: MW_JOB_PROCESSES {processes} <= MW_SLOTS {slots}")
     memory = quantity(limits.get("memory", 0), 1 << 20)
-    check(memory == slots * job_mib + SUPERVISOR_MIB,
-          f"{where}: memory limit {memory} MiB = MW_SLOTS x MW_JOB_MEMORY_MB + {SUPERVISOR_MIB} MiB "
-          f"({slots} x {job_mib} + {SUPERVISOR_MIB})")
+    check(memory == processes * job_mib + SUPERVISOR_MIB,
+          f"{where}: memory limit {memory} MiB = MW_JOB_PROCESSES x MW_JOB_MEMORY_MB + {SUPERVISOR_MIB} MiB "
+          f"({processes} x {job_mib} + {SUPERVISOR_MIB})")
     check(quantity(requests.get("memory", 0), 1 << 20) == memory, f"{where}: memory request = limit (Guaranteed)")
     cpu = quantity(limits.get("cpu", 0))
-    check(slots * config["MW_CODEC_THREADS"] <= cpu <= slots * config["MW_CODEC_THREADS"] + 1,
-          f"{where}: cpu limit {cpu} = MW_SLOTS x MW_CODEC_THREADS (+1 at most)")
+    check(processes * config["MW_CODEC_THREADS"] <= cpu <= processes * config["MW_CODEC_THREADS"] + 1,
+          f"{where}: cpu limit {cpu} = MW_JOB_PROCESSES x MW_CODEC_THREADS (+1 at most)")
     check(config["MW_JOB_CPU_SECONDS"] >= config["MW_JOB_DEADLINE"] * config["MW_CODEC_THREADS"],
           f"{where}: the CPU cap does not fire before the wall-clock deadline")
 

@@ -345,9 +345,9 @@ def test_rung_at_source_size():
 
 def test_threads():
     """The transcode command is the only job running, so it takes every core (as the ffmpeg CLI would); a
-    worker's slots divide the cores among themselves instead (MW_CODEC_THREADS overrides both)."""
+    worker's job processes divide the cores among themselves instead (MW_CODEC_THREADS overrides both)."""
     cores = os.cpu_count()
-    for env, decoder, encoder in [({}, cores, cores), ({"MW_SLOTS": str(cores)}, cores, cores),
+    for env, decoder, encoder in [({}, cores, cores), ({"MW_JOB_PROCESSES": str(cores)}, cores, cores),
                                   ({"MW_CODEC_THREADS": "3"}, 3, 3)]:
         out = fresh_dir("tc-threads")
         proc = run(["transcode", UPRIGHT, "-o", out, "--renditions", "120", "--no-remux"],

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -19,7 +20,8 @@ static void defaults_are_valid(void **state)
     mw_config_defaults(&cfg);
     assert_int_equal(mw_config_validate(&cfg, err, sizeof(err)), 0);
     assert_int_equal(cfg.http_timeout_s, 10);
-    assert_true(cfg.slots >= 1);
+    assert_true(mw_config_job_processes(&cfg) >= 1);
+    assert_int_equal(mw_config_slots(&cfg), 2 * mw_config_job_processes(&cfg));
     /* The deadline must stay below RabbitMQ's 30-minute consumer timeout. */
     assert_true(cfg.limits.job_deadline_s < 30 * 60);
 }
@@ -81,7 +83,7 @@ static void flags_override_and_report_unknown(void **state)
     assert_int_equal(mw_config_apply_flag(&cfg, "--slots", "3", err, sizeof(err)), 1);
     assert_int_equal(cfg.slots, 3);
     assert_int_equal(mw_config_apply_flag(&cfg, "--no-such-flag", "1", err, sizeof(err)), 0);
-    assert_int_equal(mw_config_apply_flag(&cfg, "--slots", "0", err, sizeof(err)), MW_ERR_CONFIG);
+    assert_int_equal(mw_config_apply_flag(&cfg, "--slots", "257", err, sizeof(err)), MW_ERR_CONFIG);
     assert_non_null(strstr(err, "--slots"));
     assert_int_equal(mw_config_apply_flag(&cfg, "--slots", NULL, err, sizeof(err)), MW_ERR_CONFIG);
 }
@@ -145,8 +147,34 @@ static void codec_threads_share_the_cores(void **state)
     cfg.codec_threads = 5;
     assert_int_equal(mw_config_codec_threads(&cfg), 5);
     cfg.codec_threads = 0;
-    cfg.slots = 1000;
+    cfg.job_processes = 1000;
     assert_int_equal(mw_config_codec_threads(&cfg), 1);
+    cfg.job_processes = 1;
+    assert_int_equal(mw_config_codec_threads(&cfg), (int)sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* Processes default to one per core but never above the slots; slots to twice the processes. */
+static void job_processes_and_slots(void **state)
+{
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    struct mw_config cfg;
+    char err[256] = "";
+
+    (void)state;
+    mw_config_defaults(&cfg);
+    assert_int_equal(mw_config_job_processes(&cfg), cores);
+    assert_int_equal(mw_config_slots(&cfg), 2 * cores);
+    cfg.slots = 1;
+    assert_int_equal(mw_config_job_processes(&cfg), 1);
+    assert_int_equal(mw_config_slots(&cfg), 1);
+    cfg.slots = 0;
+    cfg.job_processes = 3;
+    assert_int_equal(mw_config_job_processes(&cfg), 3);
+    assert_int_equal(mw_config_slots(&cfg), 6);
+    assert_int_equal(mw_config_validate(&cfg, err, sizeof(err)), 0);
+    cfg.slots = 2;
+    assert_int_equal(mw_config_validate(&cfg, err, sizeof(err)), MW_ERR_CONFIG);
+    assert_non_null(strstr(err, "MW_JOB_PROCESSES"));
 }
 
 int main(void)
@@ -160,6 +188,7 @@ int main(void)
         cmocka_unit_test(passwords_are_masked),
         cmocka_unit_test(printed_config_hides_secrets),
         cmocka_unit_test(codec_threads_share_the_cores),
+        cmocka_unit_test(job_processes_and_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
