@@ -4,6 +4,7 @@
  * new process to say it is ready, and other slots must not wait on that.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <libavutil/error.h>
@@ -16,6 +17,7 @@
 struct place {
     struct mw_jobproc *process;
     int taken;
+    uint64_t last_taken;      /* when it was last taken, in takings of the pool */
 };
 
 struct mw_jobpool {
@@ -25,6 +27,7 @@ struct mw_jobpool {
     pthread_cond_t freed;
     int count;
     struct place *places;
+    uint64_t takings;
 };
 
 int mw_jobpool_new(struct mw_jobpool **out, const struct mw_config *cfg, struct mw_metrics *metrics, int count)
@@ -57,15 +60,19 @@ int mw_jobpool_acquire(struct mw_jobpool *pool, const atomic_int *abandon)
 
     pthread_mutex_lock(&pool->lock);
     while (!atomic_load(abandon)) {
-        for (int i = 0; i < pool->count && index < 0; i++)
-            if (!pool->places[i].taken)
+        /* The free place taken least recently: every process gets jobs, so one that died while idle is
+         * found and replaced at its next turn (mw_jobproc_run starts a new one first) instead of never. */
+        for (int i = 0; i < pool->count; i++)
+            if (!pool->places[i].taken && (index < 0 || pool->places[i].last_taken < pool->places[index].last_taken))
                 index = i;
         if (index >= 0)
             break;
         pthread_cond_wait(&pool->freed, &pool->lock);
     }
-    if (index >= 0)
+    if (index >= 0) {
         pool->places[index].taken = 1;
+        pool->places[index].last_taken = ++pool->takings;
+    }
     pthread_mutex_unlock(&pool->lock);
     return index >= 0 ? index : AVERROR_EXIT;
 }
