@@ -81,7 +81,7 @@ struct mw_config {
     /* Jobs */
     struct mw_limits limits;
     int slots;                                  /* deliveries in flight (= prefetch); 0: twice the job processes */
-    int job_processes;                          /* 0: one per core, or MW_SLOTS when that is fewer */
+    int job_processes;                          /* 0: MW_SLOTS when set, else one per core */
     enum mw_isolation isolation;
     int job_memory_mb;
     int job_cpu_s;
@@ -141,8 +141,9 @@ int mw_config_is_credential_variable(const char *entry);
 
 /*
  * How many job processes run the libav work (jobs at once) and how many deliveries are in flight (slots, the
- * prefetch): the configured values, else one process per core (never more than MW_SLOTS) and twice as many
- * slots as processes, so that a process starts the next job while a finished one is being reported.
+ * prefetch): the configured values, else one process per core (one per slot when only MW_SLOTS is set) and
+ * twice as many slots as processes, so that a process starts the next job while a finished one is being
+ * reported.
  */
 int mw_config_job_processes(const struct mw_config *cfg);
 int mw_config_slots(const struct mw_config *cfg);

@@ -85,7 +85,7 @@ static const struct option_spec options[] = {
     INT("MW_JOB_DEADLINE", "--job-deadline", limits.job_deadline_s, 1, 86400, "seconds one job may run"),
     INT("MW_SLOTS", "--slots", slots, 0, 256, "deliveries in flight, the prefetch count (0 = twice the job processes)"),
     INT("MW_JOB_PROCESSES", "--job-processes", job_processes, 0, 256,
-        "job processes, jobs run at once (0 = one per core, at most MW_SLOTS)"),
+        "job processes, jobs run at once (0 = MW_SLOTS when set, else one per core)"),
     CHOICE("MW_ISOLATION", "--isolation", isolation, isolation_choices, "run jobs in job processes or in-process"),
     INT("MW_JOB_MEMORY_MB", "--job-memory-mb", job_memory_mb, 64, 1 << 20, "address-space cap of a job process"),
     INT("MW_JOB_CPU_SECONDS", "--job-cpu-seconds", job_cpu_s, 1, 1 << 24, "CPU-time cap of a job process"),
@@ -431,9 +431,7 @@ int mw_config_job_processes(const struct mw_config *cfg)
 {
     if (cfg->job_processes > 0)
         return cfg->job_processes;
-    int cores = online_cores();
-
-    return cfg->slots > 0 && cfg->slots < cores ? cfg->slots : cores;
+    return cfg->slots > 0 ? cfg->slots : online_cores();
 }
 
 int mw_config_slots(const struct mw_config *cfg)

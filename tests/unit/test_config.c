@@ -153,7 +153,7 @@ static void codec_threads_share_the_cores(void **state)
     assert_int_equal(mw_config_codec_threads(&cfg), (int)sysconf(_SC_NPROCESSORS_ONLN));
 }
 
-/* Processes default to one per core but never above the slots; slots to twice the processes. */
+/* Processes default to one per core (one per slot when only the slots are set); slots to twice the processes. */
 static void job_processes_and_slots(void **state)
 {
     int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -167,6 +167,8 @@ static void job_processes_and_slots(void **state)
     cfg.slots = 1;
     assert_int_equal(mw_config_job_processes(&cfg), 1);
     assert_int_equal(mw_config_slots(&cfg), 1);
+    cfg.slots = 3 * cores;
+    assert_int_equal(mw_config_job_processes(&cfg), 3 * cores);
     cfg.slots = 0;
     cfg.job_processes = 3;
     assert_int_equal(mw_config_job_processes(&cfg), 3);
