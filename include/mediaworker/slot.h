@@ -30,8 +30,8 @@ struct mw_slot_shared {
 
 struct mw_slot;
 
-/* Creates slot number index. Everything given must outlive the slot. 0 or AVERROR(ENOMEM). */
-int mw_slot_new(struct mw_slot **s, int index, const struct mw_config *cfg, struct mw_broker *broker,
+/* Creates a slot. Everything given must outlive it. 0 or AVERROR(ENOMEM). */
+int mw_slot_new(struct mw_slot **s, const struct mw_config *cfg, struct mw_broker *broker,
                 struct mw_queue *deliveries, struct mw_slot_shared *shared);
 
 /* Starts the slot's thread. 0 or AVERROR(errno). */

@@ -39,7 +39,6 @@
 #include "mediaworker/topology.h"
 
 struct mw_slot {
-    int index;
     const struct mw_config *cfg;
     struct mw_broker *broker;
     struct mw_queue *deliveries;
@@ -57,7 +56,7 @@ struct running_job {
     struct mw_event_throttle throttle;
 };
 
-int mw_slot_new(struct mw_slot **ps, int index, const struct mw_config *cfg, struct mw_broker *broker,
+int mw_slot_new(struct mw_slot **ps, const struct mw_config *cfg, struct mw_broker *broker,
                 struct mw_queue *deliveries, struct mw_slot_shared *shared)
 {
     struct mw_slot *s = av_mallocz(sizeof(*s));
@@ -66,7 +65,6 @@ int mw_slot_new(struct mw_slot **ps, int index, const struct mw_config *cfg, str
     *ps = NULL;
     if (!s)
         return AVERROR(ENOMEM);
-    s->index = index;
     s->cfg = cfg;
     s->broker = broker;
     s->deliveries = deliveries;

@@ -94,7 +94,7 @@ static int start(struct supervisor *sv)
     if (!sv->slots)
         return AVERROR(ENOMEM);
     for (int i = 0; i < slots; i++) {
-        if ((ret = mw_slot_new(&sv->slots[i], i, cfg, sv->broker, sv->deliveries, &sv->shared)) < 0)
+        if ((ret = mw_slot_new(&sv->slots[i], cfg, sv->broker, sv->deliveries, &sv->shared)) < 0)
             return ret;
         sv->slot_count++;
         if ((ret = mw_slot_start(sv->slots[i])) < 0)
