@@ -27,10 +27,10 @@ struct mw_jobpool;
 int mw_jobpool_new(struct mw_jobpool **pool, const struct mw_config *cfg, struct mw_metrics *metrics, int count);
 
 /*
- * Waits for a free place and takes it: its index, or AVERROR_EXIT once *abandon is set (after
- * mw_jobpool_abandon, which wakes every waiter).
+ * Waits for a free place and takes it: its index, or AVERROR_EXIT once *stop is set (and
+ * mw_jobpool_wake called, which wakes every waiter to see it).
  */
-int mw_jobpool_acquire(struct mw_jobpool *pool, const atomic_int *abandon);
+int mw_jobpool_acquire(struct mw_jobpool *pool, const atomic_int *stop);
 
 /*
  * The job process of a taken place, started now if it has none: 0 and *p, or MW_ERR_JOB_LOST (reason
@@ -48,6 +48,9 @@ void mw_jobpool_release(struct mw_jobpool *pool, int index, int draining);
  * another slot's job runs in, so a slot thread must not end while a job may still run.
  */
 void mw_jobpool_wait_idle(struct mw_jobpool *pool, const atomic_int *abandon);
+
+/* Wakes every waiter, to look at its flag again. Thread-safe. */
+void mw_jobpool_wake(struct mw_jobpool *pool);
 
 /* Kills the job process of every taken place and wakes every waiter. Thread-safe. */
 void mw_jobpool_abandon(struct mw_jobpool *pool);

@@ -15,6 +15,7 @@
 #include "mediaworker/error.h"
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
+#include "mediaworker/netpolicy.h"
 
 static const struct cli_command *const commands[] = {
     &cli_cmd_probe,
@@ -182,6 +183,7 @@ int cli_main(int argc, char **argv)
 {
     const struct cli_command *cmd = NULL;
     struct mw_config cfg;
+    struct mw_netpolicy policy;
     char err[256];
     int positional = 0;
     int ret;
@@ -206,7 +208,10 @@ int cli_main(int argc, char **argv)
     ret = cli_parse(cmd, &cfg, argc - 2, argv + 2, &positional);
     if (ret >= 0)
         return ret;
-    if (mw_config_validate(&cfg, err, sizeof(err)) < 0 || mw_job_check_default_operations(&cfg, err, sizeof(err)) < 0) {
+    /* Each download parses the network allow-list again; checked here too, so that a typo in it stops
+     * `serve` and `run` at start instead of failing every job with a URL input. */
+    if (mw_config_validate(&cfg, err, sizeof(err)) < 0 || mw_job_check_default_operations(&cfg, err, sizeof(err)) < 0 ||
+        mw_netpolicy_parse(&policy, cfg.url_allow_networks, err, sizeof(err)) < 0) {
         fprintf(stderr, "mediaworker: configuration error: %s\n", err);
         return MW_EXIT_USAGE;
     }

@@ -37,7 +37,7 @@ static int send_report(const struct mw_config *cfg, const struct mw_job *job, co
 static int fetch_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size, cJSON **result)
 {
     char err[512] = "";
-    int ret = mw_download_job_input(cfg, job, scratch, size, err, sizeof(err));
+    int ret = mw_download_job_input(cfg, job, NULL, scratch, size, err, sizeof(err));
 
     if (ret < 0) {
         mw_log(MW_LOG_ERROR, "download", "%s", err[0] ? err : mw_err2str(ret));

@@ -23,6 +23,7 @@
 
 struct transfer {
     struct mw_netpolicy policy;
+    const atomic_int *cancel;       /* may be NULL */
     int fd;
     int64_t received;
     int64_t max_bytes;
@@ -76,6 +77,19 @@ static size_t write_body(char *data, size_t size, size_t count, void *opaque)
     return length;
 }
 
+/* libcurl calls this about once a second even when no byte arrives, so a stalled server is left at once too. */
+static int abort_if_cancelled(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                              curl_off_t ulnow)
+{
+    const struct transfer *t = opaque;
+
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return t->cancel && atomic_load(t->cancel);
+}
+
 static int configure(CURL *curl, const struct mw_config *cfg, const char *url, struct transfer *t, char *curl_error)
 {
     if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK ||
@@ -94,6 +108,9 @@ static int configure(CURL *curl, const struct mw_config *cfg, const char *url, s
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, (long)LOW_SPEED_BYTES) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECONDS) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, t) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "mediaworker/" MW_VERSION_STRING) != CURLE_OK)
         return AVERROR(EINVAL);
@@ -120,6 +137,10 @@ static int classify(CURLcode code, long status, const struct transfer *t, const 
         snprintf(err, err_size, "only http and https are allowed: %s", curl_error);
         return MW_ERR_URL_REFUSED;
     }
+    if (code == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(err, err_size, "download stopped: the worker is shutting down");
+        return MW_ERR_DOWNLOAD_FAILED;
+    }
     if (code == CURLE_TOO_MANY_REDIRECTS) {
         snprintf(err, err_size, "more redirects than the configured limit");
         return MW_ERR_DOWNLOAD_REJECTED;
@@ -139,10 +160,10 @@ static int classify(CURLcode code, long status, const struct transfer *t, const 
     return 0;
 }
 
-int mw_download(const struct mw_config *cfg, const char *url, const char *dest_path, int64_t *bytes, char *err,
-                size_t err_size)
+int mw_download(const struct mw_config *cfg, const char *url, const char *dest_path, const atomic_int *cancel,
+                int64_t *bytes, char *err, size_t err_size)
 {
-    struct transfer t = {.fd = -1, .max_bytes = cfg->url_max_bytes};
+    struct transfer t = {.fd = -1, .max_bytes = cfg->url_max_bytes, .cancel = cancel};
     char curl_error[CURL_ERROR_SIZE] = "";
     char tmp[4096];
     CURL *curl = NULL;
@@ -201,8 +222,8 @@ end:
     return ret;
 }
 
-int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, char *scratch, size_t size, char *err,
-                          size_t err_size)
+int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, const atomic_int *cancel, char *scratch,
+                          size_t size, char *err, size_t err_size)
 {
     int64_t bytes = 0;
     int ret;
@@ -216,7 +237,7 @@ int mw_download_job_input(const struct mw_config *cfg, struct mw_job *job, char 
     }
     if (snprintf(job->local_input, sizeof(job->local_input), "%s/input", scratch) >= (int)sizeof(job->local_input))
         return AVERROR(ENAMETOOLONG);
-    ret = mw_download(cfg, job->url, job->local_input, &bytes, err, err_size);
+    ret = mw_download(cfg, job->url, job->local_input, cancel, &bytes, err, err_size);
     if (ret < 0) {
         job->local_input[0] = '\0';
         return ret;

@@ -54,12 +54,12 @@ int mw_jobpool_new(struct mw_jobpool **out, const struct mw_config *cfg, struct 
     return 0;
 }
 
-int mw_jobpool_acquire(struct mw_jobpool *pool, const atomic_int *abandon)
+int mw_jobpool_acquire(struct mw_jobpool *pool, const atomic_int *stop)
 {
     int index = -1;
 
     pthread_mutex_lock(&pool->lock);
-    while (!atomic_load(abandon)) {
+    while (!atomic_load(stop)) {
         /* The free place taken least recently: every process gets jobs, so one that died while idle is
          * found and replaced at its next turn (mw_jobproc_run starts a new one first) instead of never. */
         for (int i = 0; i < pool->count; i++)
@@ -124,6 +124,13 @@ void mw_jobpool_wait_idle(struct mw_jobpool *pool, const atomic_int *abandon)
     pthread_mutex_lock(&pool->lock);
     while (any_taken(pool) && !atomic_load(abandon))
         pthread_cond_wait(&pool->freed, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void mw_jobpool_wake(struct mw_jobpool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    pthread_cond_broadcast(&pool->freed);
     pthread_mutex_unlock(&pool->lock);
 }
 

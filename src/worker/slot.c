@@ -4,8 +4,9 @@
  *
  * The decisions, in order:
  *   - a delivery of an older connection is skipped (the broker already requeued it);
- *   - while draining, deliveries are left unacked (the broker requeues them when it closes), and one that
- *     was still waiting for a job process is requeued without running;
+ *   - while draining, deliveries are left unacked (the broker requeues them when it closes), and one whose
+ *     job had not started (its download is stopped, or it was waiting for a job process) is requeued
+ *     without running and without counting as an attempt;
  *   - an invalid message is dead-lettered with its reason (x-mw-error), reported as failed when the user
  *     id is known, and never retried;
  *   - a transient job failure (job process lost, scratch disk full, ...) goes to the next retry tier; after
@@ -351,15 +352,19 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
     /* URL inputs are fetched here, in the supervisor, under the network policy: job processes have no
      * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
     started_us = av_gettime_relative();
-    ret = job->url[0] ? mw_download_job_input(s->cfg, job, scratch, sizeof(scratch), reason, sizeof(reason)) : 0;
+    /* A shutdown stops a download at once: the job would not start after it anyway (below). */
+    ret = job->url[0] ? mw_download_job_input(s->cfg, job, &s->shared->draining, scratch, sizeof(scratch), reason,
+                                              sizeof(reason))
+                      : 0;
     if (ret >= 0) {
         int64_t wait_start = av_gettime_relative();
-        place = mw_jobpool_acquire(s->shared->pool, &s->shared->abandon);
+        place = mw_jobpool_acquire(s->shared->pool, &s->shared->draining);
         waited_us = av_gettime_relative() - wait_start;
     }
-    /* A job that had not started when the shutdown began (still downloading, or waiting for a job process)
-     * does not start: the message is requeued, for this worker's successor or another one. */
-    if (ret >= 0 && (place < 0 || atomic_load(&s->shared->draining))) {
+    /* A job that had not started when the shutdown began (its download stopped, or waiting for a job
+     * process) does not start, and its attempt does not count: the message is requeued, for this worker's
+     * successor or another one. */
+    if (atomic_load(&s->shared->draining)) {
         mw_log(MW_LOG_INFO, "slot", "shutting down before the job started: requeued");
         if (place >= 0)
             mw_jobpool_release(s->shared->pool, place, 1);

@@ -109,6 +109,8 @@ static void drain(struct supervisor *sv)
     int64_t until = av_gettime_relative() + (int64_t)sv->cfg->shutdown_grace_s * 1000000;
 
     atomic_store(&sv->shared.draining, 1);
+    /* Deliveries waiting for a job process go back to the queue now instead of running in the grace. */
+    mw_jobpool_wake(sv->shared.pool);
     mw_metrics_gauge_set(sv->metrics, MW_METRIC_DRAINING, 1);
     mw_broker_cancel(sv->broker);
     mw_queue_close(sv->deliveries);

@@ -42,10 +42,14 @@ def test_config_masks_secrets_and_validates():
                                       ("RABBITMQ_URL", "http://x", "amqp://"),
                                       ("POSTGRES_DATA_SERVICE_URL", "data:8080", "http://"),
                                       ("MW_DEFAULT_OPERATIONS", "probe,thumbnial", "unknown type \"thumbnial\""),
-                                      ("MW_DEFAULT_OPERATIONS", ",", "names no operation")]:
+                                      ("MW_DEFAULT_OPERATIONS", ",", "names no operation"),
+                                      ("MW_URL_ALLOW_NETWORKS", "10.0.0.0/99", "not an address or CIDR")]:
         proc = run(["config"], env={variable: value})
         check(proc.returncode == 2 and variable in proc.stderr and expected in proc.stderr,
               f"{variable}={value}: {proc.stderr.strip()}")
+    proc = run(["config"], env={"MW_JOB_PROCESSES": "3", "MW_SLOTS": "2"})
+    check(proc.returncode == 2 and "MW_JOB_PROCESSES (3) above MW_SLOTS (2)" in proc.stderr,
+          f"more job processes than slots refused: {proc.stderr.strip()}")
     proc = run(["config"], env={"MW_DEFAULT_OPERATIONS": "probe, thumbnail"}, check_rc=0)
     check(json.loads(proc.stdout)["MW_DEFAULT_OPERATIONS"] == "probe, thumbnail", "operations may be space separated")
 

@@ -3,7 +3,7 @@
 Covers: the seed message end to end; invalid and hostile messages dead-lettered with the reason; Data
 Service 503 then 200, Retry-After, 404, 400, and down past every retry (retry tier, then processed);
 job processes killed (SIGKILL), past the deadline, at the memory cap; a job process shared by two slots
-and given back before the report; SIGTERM during a job.
+and given back before the report; SIGTERM during a job and during a download.
 """
 import json
 import os
@@ -13,6 +13,7 @@ import time
 
 import data_service
 import mwtest
+import origin
 import rabbitmq
 from mwtest import check
 from worker import Worker, publish, queue_depth, take_all, wait_until
@@ -383,6 +384,30 @@ def test_sigterm_during_job(broker, ds, roots):
     check(w2.stop() == 0, "sigterm: second worker exits 0")
 
 
+def test_sigterm_during_download(broker, ds, roots):
+    """SIGTERM stops a download in progress at once: the job would not start after it, so the message goes
+    back to the work queue without counting as a failed attempt, and the worker does not sit out its grace."""
+    server = origin.start(os.path.join(roots[0], "clip.mp4"))
+    server.RequestHandlerClass.stall_seconds = 60
+    url = f"http://127.0.0.1:{server.server_address[1]}/stall"
+    w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_SHUTDOWN_GRACE=30, MW_URL_ALLOW_NETWORKS="127.0.0.1/32",
+               MW_URL_TIMEOUT=120).start()
+    job_id = publish(broker, {"user_id": 17, "file_info": {"url": url}})
+    wait_until(lambda: any("job started" in l.get("msg", "") and l.get("job_id") == job_id for l in w.log_lines()),
+               20, what="download under way")
+    time.sleep(0.5)
+    started = time.monotonic()
+    code = w.stop(timeout=60)
+    took = time.monotonic() - started
+    check(code == 0, f"download: exit status {code}")
+    check(took < 5, f"download: stopped in {took:.1f} s, not after the 30 s grace")
+    check(not ds.reports_for(job_id), "download: the job was not reported")
+    check(queue_depth(broker, QUEUE) == 1 and queue_depth(broker, QUEUE + ".retry.1") == 0,
+          "download: the message is back in the work queue, not in a retry tier")
+    take_all(broker, QUEUE)
+    server.shutdown()
+
+
 def test_sigterm_job_finishes_in_grace(broker, ds, roots):
     """A job that finishes within MW_SHUTDOWN_GRACE is reported and acked before the worker exits."""
     w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_SHUTDOWN_GRACE=20).start()
@@ -414,7 +439,8 @@ def main():
     tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
              test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
              test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
-             test_memory_cap, test_sigterm_during_job, test_sigterm_job_finishes_in_grace]
+             test_memory_cap, test_sigterm_during_job, test_sigterm_during_download,
+             test_sigterm_job_finishes_in_grace]
     only = sys.argv[1:]
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()
