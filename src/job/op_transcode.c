@@ -3,49 +3,53 @@
  * "hls": true, "remux": true}. Every field is optional: the preset defaults to "web", the renditions to the
  * preset's ladder, hls to false, remux (the no-re-encode fast path when the upload allows it) to true.
  */
+#include <math.h>
 #include <stdio.h>
-#include <string.h>
 
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
 
 #include "mediaworker/error.h"
 #include "mediaworker/transcode.h"
+#include "op_params_internal.h"
 #include "operation_internal.h"
 
 #define MAX_HEIGHT 4320
 
-static int invalid(char *err, size_t err_size, const char *field, const char *why)
+/* Reads the parameters into opt (whose defaults the caller set), the same way for validation and for the run. */
+static int read_params(const cJSON *params, struct mw_transcode_options *opt, char *err, size_t err_size)
 {
-    snprintf(err, err_size, "transcode.%s: %s", field, why);
-    return MW_ERR_INVALID_MESSAGE;
+    const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
+    const char *preset = "web";
+    const cJSON *item;
+    int ret;
+
+    if ((ret = mw_param_string(params, "transcode", "preset", &preset, err, err_size)) < 0 ||
+        (ret = mw_param_bool(params, "transcode", "hls", &opt->hls, err, err_size)) < 0 ||
+        (ret = mw_param_bool(params, "transcode", "remux", &opt->allow_remux, err, err_size)) < 0)
+        return ret;
+    if (!(opt->preset = mw_preset_find(preset)))
+        return mw_param_invalid("transcode", "preset", "unknown preset (known: \"web\")", err, err_size);
+    if (!renditions || cJSON_IsNull(renditions))
+        return 0;
+    if (!cJSON_IsArray(renditions) || cJSON_GetArraySize(renditions) < 1 ||
+        cJSON_GetArraySize(renditions) > MW_TRANSCODE_MAX_RENDITIONS)
+        return mw_param_invalid("transcode", "renditions", "must be an array of 1 to 8 heights", err, err_size);
+    cJSON_ArrayForEach(item, renditions) {
+        if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) || item->valuedouble < 16 ||
+            item->valuedouble > MAX_HEIGHT)
+            return mw_param_invalid("transcode", "renditions", "each height must be a whole number from 16 to 4320",
+                                    err, err_size);
+        opt->heights[opt->height_count++] = (int)item->valuedouble;
+    }
+    return 0;
 }
 
 static int validate_transcode(const cJSON *params, char *err, size_t err_size)
 {
-    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(params, "preset");
-    const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
-    const cJSON *hls = cJSON_GetObjectItemCaseSensitive(params, "hls");
-    const cJSON *remux = cJSON_GetObjectItemCaseSensitive(params, "remux");
-    const cJSON *item;
+    struct mw_transcode_options opt = {.allow_remux = 1};
 
-    if (preset && (!cJSON_IsString(preset) || !mw_preset_find(preset->valuestring)))
-        return invalid(err, err_size, "preset", "unknown preset (known: \"web\")");
-    if (hls && !cJSON_IsBool(hls))
-        return invalid(err, err_size, "hls", "must be true or false");
-    if (remux && !cJSON_IsBool(remux))
-        return invalid(err, err_size, "remux", "must be true or false");
-    if (!renditions)
-        return 0;
-    if (!cJSON_IsArray(renditions) || cJSON_GetArraySize(renditions) < 1 ||
-        cJSON_GetArraySize(renditions) > MW_TRANSCODE_MAX_RENDITIONS)
-        return invalid(err, err_size, "renditions", "must be an array of 1 to 8 heights");
-    cJSON_ArrayForEach(item, renditions) {
-        if (!cJSON_IsNumber(item) || item->valuedouble != (double)item->valueint || item->valueint < 16 ||
-            item->valueint > MAX_HEIGHT)
-            return invalid(err, err_size, "renditions", "each height must be a whole number from 16 to 4320");
-    }
-    return 0;
+    return read_params(params, &opt, err, err_size);
 }
 
 /* Transcode progress as a share of the whole job, which may run other operations before and after. */
@@ -77,13 +81,8 @@ static int record_outputs(struct mw_job_context *ctx, const struct mw_transcode_
 
 static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
 {
-    const cJSON *preset = cJSON_GetObjectItemCaseSensitive(params, "preset");
-    const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
-    const cJSON *remux = cJSON_GetObjectItemCaseSensitive(params, "remux");
     struct mw_transcode_options options = {
-        .preset = mw_preset_find(cJSON_IsString(preset) ? preset->valuestring : "web"),
-        .hls = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(params, "hls")),
-        .allow_remux = !cJSON_IsFalse(remux),
+        .allow_remux = 1,
         .threads = mw_config_codec_threads(ctx->cfg),
         .limits = &ctx->cfg->limits,
         .progress = ctx->progress ? forward_progress : NULL,
@@ -91,11 +90,10 @@ static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
     };
     struct mw_transcode_result *result = NULL;
     struct mw_input *in = NULL;
-    const cJSON *item;
-    int ret;
+    int ret = read_params(params, &options, ctx->error_detail, sizeof(ctx->error_detail));
 
-    cJSON_ArrayForEach(item, renditions)
-        options.heights[options.height_count++] = item->valueint;
+    if (ret < 0)
+        return ret;
     /* The job's shared input may have been read by an earlier operation; the pipeline needs the start. */
     ret = mw_job_output_dir(ctx);
     if (ret < 0)

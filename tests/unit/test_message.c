@@ -133,6 +133,47 @@ static void invalid_messages_name_the_field(void **state)
     }
 }
 
+/* Operation parameters are checked by mw_job_run before the input is even looked for. */
+static void transcode_params_name_the_field(void **state)
+{
+    static const struct {
+        const char *params;
+        const char *expected_in_reason;
+    } cases[] = {
+        {"\"preset\": \"dvd\"", "transcode.preset: unknown preset"},
+        {"\"preset\": 5", "transcode.preset: must be a string"},
+        {"\"hls\": \"yes\"", "transcode.hls: must be true or false"},
+        {"\"remux\": 0", "transcode.remux: must be true or false"},
+        {"\"renditions\": []", "transcode.renditions: must be an array of 1 to 8"},
+        {"\"renditions\": 720", "transcode.renditions: must be an array of 1 to 8"},
+        {"\"renditions\": [720.5]", "transcode.renditions: each height"},
+        {"\"renditions\": [8]", "transcode.renditions: each height"},
+        {"\"renditions\": [1e20]", "transcode.renditions: each height"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mw_job *job = NULL;
+        cJSON *result = NULL;
+        char body[256];
+        char err[256] = "";
+        const char *message;
+
+        snprintf(body, sizeof(body),
+                 "{\"user_id\": 42, \"file_info\": {\"path\": \"no-such-file.mp4\"}, "
+                 "\"operations\": [{\"type\": \"transcode\", %s}]}", cases[i].params);
+        assert_int_equal(parse(body, &job, NULL, err, sizeof(err)), 0);
+        assert_int_equal(mw_job_run(&cfg, job, NULL, NULL, &result), MW_ERR_INVALID_MESSAGE);
+        message = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
+        if (!message || !strstr(message, cases[i].expected_in_reason))
+            fail_msg("case %zu: reason \"%s\" lacks \"%s\"", i, message ? message : "(none)",
+                     cases[i].expected_in_reason);
+        cJSON_Delete(result);
+        mw_job_free(&job);
+    }
+}
+
 static void oversized_message_is_refused(void **state)
 {
     static char body[300 * 1024];
@@ -166,6 +207,7 @@ int main(void)
         cmocka_unit_test(ids_come_from_the_message_or_properties),
         cmocka_unit_test(operation_params_are_kept),
         cmocka_unit_test(invalid_messages_name_the_field),
+        cmocka_unit_test(transcode_params_name_the_field),
         cmocka_unit_test(oversized_message_is_refused),
         cmocka_unit_test(error_classes),
     };
