@@ -17,6 +17,10 @@
 #include "mediaworker/picture.h"
 #include "mediaworker/probe.h"
 
+/* Sizes one request may ask for, and the largest side of each (the CLI and the job operation accept the same). */
+#define MW_THUMBNAIL_MAX_SIZES 8
+#define MW_THUMBNAIL_MAX_SIDE 8192
+
 /* A position in the media: seconds from the start, or a percentage of the duration. */
 struct mw_position {
     double value;

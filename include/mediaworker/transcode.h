@@ -23,6 +23,9 @@
 #include "mediaworker/probe.h"
 
 #define MW_TRANSCODE_MAX_RENDITIONS 8
+/* Heights a rendition may ask for (the CLI and the job operation accept the same). */
+#define MW_TRANSCODE_MIN_HEIGHT 16
+#define MW_TRANSCODE_MAX_HEIGHT 4320
 
 /* Bitrate caps of the renditions up to a height. */
 struct mw_preset_cap {

@@ -25,7 +25,6 @@
 #include "mediaworker/path.h"
 #include "mediaworker/thumbnail.h"
 
-#define MAX_SIZES 8
 
 static const char *opt_output, *opt_at, *opt_width, *opt_height, *opt_fit, *opt_select, *opt_format, *opt_quality;
 static int opt_upscale;
@@ -45,9 +44,9 @@ static const struct cli_option thumbnail_options[] = {
 
 struct thumbnail_plan {
     struct mw_thumbnail_request req;
-    struct mw_thumbnail_output outputs[MAX_SIZES];
-    char paths[MAX_SIZES][4096];
-    int widths[MAX_SIZES];
+    struct mw_thumbnail_output outputs[MW_THUMBNAIL_MAX_SIZES];
+    char paths[MW_THUMBNAIL_MAX_SIZES][4096];
+    int widths[MW_THUMBNAIL_MAX_SIZES];
     int width_count;
     int to_directory;
 };
@@ -59,7 +58,7 @@ static int parse_widths(const char *text, struct thumbnail_plan *plan)
 
     snprintf(buffer, sizeof(buffer), "%s", text);
     for (char *item = strtok_r(buffer, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        if (plan->width_count == MAX_SIZES || cli_parse_int(item, 1, 8192, &plan->widths[plan->width_count]) < 0)
+        if (plan->width_count == MW_THUMBNAIL_MAX_SIZES || cli_parse_int(item, 1, MW_THUMBNAIL_MAX_SIDE, &plan->widths[plan->width_count]) < 0)
             return AVERROR(EINVAL);
         plan->width_count++;
     }
@@ -95,7 +94,7 @@ static int build_plan(struct thumbnail_plan *plan, int input_count, int threads)
         return usage_error("--select");
     if (opt_width && parse_widths(opt_width, plan) < 0)
         return usage_error("--width");
-    if (opt_height && cli_parse_int(opt_height, 1, 8192, &size.height) < 0)
+    if (opt_height && cli_parse_int(opt_height, 1, MW_THUMBNAIL_MAX_SIDE, &size.height) < 0)
         return usage_error("--height");
     if (opt_quality && cli_parse_int(opt_quality, 1, 100, &quality) < 0)
         return usage_error("--quality");

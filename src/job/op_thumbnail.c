@@ -14,13 +14,10 @@
 #include "op_params_internal.h"
 #include "operation_internal.h"
 
-#define MAX_SIZES 8
-#define MAX_SIDE 8192
-
 struct thumbnail_params {
     struct mw_thumbnail_request req;
-    struct mw_thumbnail_output outputs[MAX_SIZES];
-    char names[MAX_SIZES][64];
+    struct mw_thumbnail_output outputs[MW_THUMBNAIL_MAX_SIZES];
+    char names[MW_THUMBNAIL_MAX_SIZES][64];
 };
 
 static int parse_size(const cJSON *obj, const char *op, struct mw_size_request *size, char *err, size_t err_size)
@@ -28,8 +25,8 @@ static int parse_size(const cJSON *obj, const char *op, struct mw_size_request *
     const char *fit = NULL;
     int ret;
 
-    if ((ret = mw_param_int(obj, op, "width", 1, MAX_SIDE, &size->width, err, err_size)) < 0 ||
-        (ret = mw_param_int(obj, op, "height", 1, MAX_SIDE, &size->height, err, err_size)) < 0 ||
+    if ((ret = mw_param_int(obj, op, "width", 1, MW_THUMBNAIL_MAX_SIDE, &size->width, err, err_size)) < 0 ||
+        (ret = mw_param_int(obj, op, "height", 1, MW_THUMBNAIL_MAX_SIDE, &size->height, err, err_size)) < 0 ||
         (ret = mw_param_bool(obj, op, "upscale", &size->upscale, err, err_size)) < 0 ||
         (ret = mw_param_string(obj, op, "fit", &fit, err, err_size)) < 0)
         return ret;
@@ -69,7 +66,7 @@ static int parse_sizes(const cJSON *params, struct thumbnail_params *p, const st
         p->outputs[p->req.output_count++].size = *base;
         return 0;
     }
-    if (!cJSON_IsArray(sizes) || cJSON_GetArraySize(sizes) < 1 || cJSON_GetArraySize(sizes) > MAX_SIZES)
+    if (!cJSON_IsArray(sizes) || cJSON_GetArraySize(sizes) < 1 || cJSON_GetArraySize(sizes) > MW_THUMBNAIL_MAX_SIZES)
         return mw_param_invalid("thumbnail", "sizes", "must be an array of 1 to 8 {\"width\", \"height\"} objects",
                                 err, err_size);
     cJSON_ArrayForEach(item, sizes) {
@@ -154,7 +151,7 @@ static int run_thumbnail(struct mw_job_context *ctx, const cJSON *params)
 {
     struct thumbnail_params p;
     struct mw_thumbnail_result result = {0};
-    char paths[MAX_SIZES][2048];
+    char paths[MW_THUMBNAIL_MAX_SIZES][2048];
     int ret = parse_params(params, &p, ctx->error_detail, sizeof(ctx->error_detail));
 
     if (ret < 0 || (ret = mw_job_output_dir(ctx)) < 0)

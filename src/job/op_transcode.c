@@ -14,14 +14,13 @@
 #include "op_params_internal.h"
 #include "operation_internal.h"
 
-#define MAX_HEIGHT 4320
-
 /* Reads the parameters into opt (whose defaults the caller set), the same way for validation and for the run. */
 static int read_params(const cJSON *params, struct mw_transcode_options *opt, char *err, size_t err_size)
 {
     const cJSON *renditions = cJSON_GetObjectItemCaseSensitive(params, "renditions");
     const char *preset = "web";
     const cJSON *item;
+    char reason[96];
     int ret;
 
     if ((ret = mw_param_string(params, "transcode", "preset", &preset, err, err_size)) < 0 ||
@@ -33,13 +32,17 @@ static int read_params(const cJSON *params, struct mw_transcode_options *opt, ch
     if (!renditions || cJSON_IsNull(renditions))
         return 0;
     if (!cJSON_IsArray(renditions) || cJSON_GetArraySize(renditions) < 1 ||
-        cJSON_GetArraySize(renditions) > MW_TRANSCODE_MAX_RENDITIONS)
-        return mw_param_invalid("transcode", "renditions", "must be an array of 1 to 8 heights", err, err_size);
+        cJSON_GetArraySize(renditions) > MW_TRANSCODE_MAX_RENDITIONS) {
+        snprintf(reason, sizeof(reason), "must be an array of 1 to %d heights", MW_TRANSCODE_MAX_RENDITIONS);
+        return mw_param_invalid("transcode", "renditions", reason, err, err_size);
+    }
     cJSON_ArrayForEach(item, renditions) {
-        if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) || item->valuedouble < 16 ||
-            item->valuedouble > MAX_HEIGHT)
-            return mw_param_invalid("transcode", "renditions", "each height must be a whole number from 16 to 4320",
-                                    err, err_size);
+        if (!cJSON_IsNumber(item) || item->valuedouble != floor(item->valuedouble) ||
+            item->valuedouble < MW_TRANSCODE_MIN_HEIGHT || item->valuedouble > MW_TRANSCODE_MAX_HEIGHT) {
+            snprintf(reason, sizeof(reason), "each height must be a whole number from %d to %d",
+                     MW_TRANSCODE_MIN_HEIGHT, MW_TRANSCODE_MAX_HEIGHT);
+            return mw_param_invalid("transcode", "renditions", reason, err, err_size);
+        }
         opt->heights[opt->height_count++] = (int)item->valuedouble;
     }
     return 0;
