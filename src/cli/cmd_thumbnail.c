@@ -58,7 +58,8 @@ static int parse_widths(const char *text, struct thumbnail_plan *plan)
 
     snprintf(buffer, sizeof(buffer), "%s", text);
     for (char *item = strtok_r(buffer, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        if (plan->width_count == MW_THUMBNAIL_MAX_SIZES || cli_parse_int(item, 1, MW_THUMBNAIL_MAX_SIDE, &plan->widths[plan->width_count]) < 0)
+        if (plan->width_count == MW_THUMBNAIL_MAX_SIZES ||
+            cli_parse_int(item, 1, MW_THUMBNAIL_MAX_SIDE, &plan->widths[plan->width_count]) < 0)
             return AVERROR(EINVAL);
         plan->width_count++;
     }

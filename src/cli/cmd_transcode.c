@@ -45,8 +45,8 @@ static int parse_heights(const char *text, struct mw_transcode_options *opt)
 
         errno = 0;
         value = strtol(cursor, &end, 10);
-        if (errno || end == cursor || value < MW_TRANSCODE_MIN_HEIGHT || value > MW_TRANSCODE_MAX_HEIGHT || (*end && *end != ',') ||
-            opt->height_count == MW_TRANSCODE_MAX_RENDITIONS)
+        if (errno || end == cursor || value < MW_TRANSCODE_MIN_HEIGHT || value > MW_TRANSCODE_MAX_HEIGHT ||
+            (*end && *end != ',') || opt->height_count == MW_TRANSCODE_MAX_RENDITIONS)
             return AVERROR(EINVAL);
         opt->heights[opt->height_count++] = (int)value;
         cursor = *end ? end + 1 : end;

@@ -420,6 +420,7 @@ void mw_config_print_help(FILE *out)
     }
 }
 
+/* Clamped to the options' own range, so a derived count is one the option could have been set to. */
 static int online_cores(void)
 {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -187,8 +187,9 @@ int mw_supervisor_run(const struct mw_config *cfg)
         stop(&sv);
         return ret;
     }
-    mw_log(MW_LOG_INFO, "supervisor", "serving %s with %d slot(s) and %d job process(es), isolation %s", cfg->queue,
-           mw_config_slots(cfg), mw_config_job_processes(cfg), cfg->isolation == MW_ISOLATION_NONE ? "none" : "process");
+    mw_log(MW_LOG_INFO, "supervisor", "serving %s with %d slot(s) and %d job process(es), isolation %s",
+           cfg->queue, mw_config_slots(cfg), mw_config_job_processes(cfg),
+           cfg->isolation == MW_ISOLATION_NONE ? "none" : "process");
     sig = wait_signal(&sv, -1);
     mw_log(MW_LOG_INFO, "supervisor", "%s received: finishing the jobs in flight (grace %d s)",
            sig == SIGINT ? "SIGINT" : "SIGTERM", cfg->shutdown_grace_s);
