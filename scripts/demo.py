@@ -101,10 +101,10 @@ def main():
         print(f"== stand-in Data Service on {ds.url}", flush=True)
         samples = make_samples(input_root)
         env = dict(os.environ, RABBITMQ_URL=broker.url, POSTGRES_DATA_SERVICE_URL=ds.url, MW_INPUT_ROOT=input_root,
-                   MW_OUTPUT_ROOT=output_root, MW_SCRATCH_DIR=os.path.join(DEMO, "scratch"), MW_SLOTS="2",
+                   MW_OUTPUT_ROOT=output_root, MW_SCRATCH_DIR=os.path.join(DEMO, "scratch"), MW_JOB_PROCESSES="2",
                    MW_LOG_FORMAT="text", MW_HTTP_LISTEN=f"127.0.0.1:{rabbitmq.free_port()}")
         ops = json.dumps(OPERATIONS)
-        print(f"== mediaworker serve (2 slots), operations: {', '.join(o['type'] for o in OPERATIONS)}", flush=True)
+        print(f"== mediaworker serve (2 job processes, 4 slots), operations: {', '.join(o['type'] for o in OPERATIONS)}", flush=True)
         worker = subprocess.Popen([BIN, "serve"], env=env, stderr=open(os.path.join(DEMO, "worker.log"), "w"))
         submitted = subprocess.run([BIN, "submit", "--operations", ops, "--user-id", "42"] + samples, env=env,
                                    capture_output=True, text=True, check=True)
