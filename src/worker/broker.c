@@ -270,10 +270,13 @@ static int dead_letter(struct mw_broker *b, const struct mw_delivery *d, int fai
 
     mw_topology_dead_exchange(b->cfg, dlx, sizeof(dlx));
     b->stats.dead_lettered++;
+    mw_metrics_add(b->metrics, MW_METRIC_DEAD_LETTERS, 1);
     mw_log(MW_LOG_WARN, "broker", "message %s dead-lettered: %s", d->message_id, reason);
     return publish_copy(b, d, dlx, b->cfg->queue, failures, reason);
 }
 
+/* Retries and dead letters are counted here, where the verdict meets the delivery's real attempt count:
+ * a retry verdict on the last tier becomes a dead letter, and a verdict of a lost connection is neither. */
 static int apply_verdict(struct mw_broker *b, struct command *cmd)
 {
     struct mw_delivery *d = cmd->delivery;
@@ -300,6 +303,7 @@ static int apply_verdict(struct mw_broker *b, struct command *cmd)
         if (tier) {
             mw_topology_retry_queue(b->cfg, tier, queue, sizeof(queue));
             b->stats.retried++;
+            mw_metrics_add(b->metrics, MW_METRIC_RETRIES, 1);
             mw_log(MW_LOG_WARN, "broker", "message %s to %s after %d failed attempt(s): %s", d->message_id, queue,
                    failures, cmd->reason);
             return publish_copy(b, d, "", queue, failures, cmd->reason);

@@ -269,7 +269,6 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
                 cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
             snprintf(reason, sizeof(reason), "%s", message ? message : mw_err2str(job_ret));
             count_finished(s, job, 0);
-            mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
             mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
         } else {
             count_finished(s, job, job_ret >= 0);
@@ -280,13 +279,11 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
         snprintf(reason, sizeof(reason), "data service refused the report: %s", detail);
         mw_log(MW_LOG_ERROR, "slot", "%s", reason);
         count_finished(s, job, 0);
-        mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
         mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
         return;
     default:
         snprintf(reason, sizeof(reason), "data service unavailable: %s", detail);
         mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, detail);
-        mw_metrics_add(s->shared->metrics, MW_METRIC_RETRIES, 1);
         mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, reason);
         return;
     }
@@ -315,7 +312,6 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
     }
     mw_events_publish(s->broker, "job.failed", job_id, request_id, user_id, NULL);
     cJSON_Delete(report);
-    mw_metrics_add(s->shared->metrics, MW_METRIC_DEAD_LETTERS, 1);
     mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, err);
 }
 
@@ -391,7 +387,6 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
         if (mw_topology_retry_tier(d->failures + 1, mw_broker_tiers(s->broker))) {
             char why[512];
             snprintf(why, sizeof(why), "%s%s%s", mw_err2str(ret), reason[0] ? ": " : "", reason);
-            mw_metrics_add(s->shared->metrics, MW_METRIC_RETRIES, 1);
             mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, why);
             goto end;
         }

@@ -200,6 +200,11 @@ def test_data_service_gone_for_good(broker, ds, roots):
     dead = take_all(broker, QUEUE + ".dead")
     check(len(dead) == 1 and dead[0][0].message_id == job_id and dead[0][0].headers.get("x-mw-attempt") == 2,
           f"gone: in the DLQ after 2 attempts ({dead[0][0].headers if dead else None})")
+    # Counted as what the broker did: one trip through the retry tier, then one dead letter (the last
+    # retry verdict found no tier left).
+    stopped = [l.get("msg", "") for l in w.log_lines() if l.get("msg", "").startswith("stopped:")]
+    check(stopped and "1 retried, 1 dead-lettered" in stopped[-1], f"gone: counted as one retry, one dead letter "
+          f"({stopped[-1] if stopped else None})")
     ds.reset()
 
 
