@@ -43,11 +43,11 @@ int64_t mw_input_size(const struct mw_input *in);
 int mw_input_deadline_passed(const struct mw_input *in);
 
 /*
- * What an AVERROR_EOF from av_read_frame really meant: 0 at the true end, MW_ERR_DEADLINE when the deadline
- * cut the reading short, or the read error. Some demuxers test avio_feof() and report a failed read as EOF,
- * so every read loop asks this before treating EOF as the end of the media.
+ * av_read_frame for in, except that AVERROR_EOF means the true end: some demuxers test avio_feof() and report
+ * a failed read, or one the deadline cut short, as EOF; this returns the read error or MW_ERR_DEADLINE then.
+ * Every read loop reads through it.
  */
-int mw_input_end_status(const struct mw_input *in);
+int mw_input_read(struct mw_input *in, AVPacket *pkt);
 
 /*
  * Opens a decoder for stream index with the codec whitelist, the pixel limit and thread count applied.

@@ -25,7 +25,6 @@
 #include "mediaworker/path.h"
 #include "mediaworker/thumbnail.h"
 
-
 static const char *opt_output, *opt_at, *opt_width, *opt_height, *opt_fit, *opt_select, *opt_format, *opt_quality;
 static int opt_upscale;
 

@@ -59,6 +59,7 @@ static int parse_sizes(const cJSON *params, struct thumbnail_params *p, const st
 {
     const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(params, "sizes");
     const cJSON *item;
+    char reason[96];
     int ret;
 
     p->req.output_count = 0;
@@ -66,9 +67,11 @@ static int parse_sizes(const cJSON *params, struct thumbnail_params *p, const st
         p->outputs[p->req.output_count++].size = *base;
         return 0;
     }
-    if (!cJSON_IsArray(sizes) || cJSON_GetArraySize(sizes) < 1 || cJSON_GetArraySize(sizes) > MW_THUMBNAIL_MAX_SIZES)
-        return mw_param_invalid("thumbnail", "sizes", "must be an array of 1 to 8 {\"width\", \"height\"} objects",
-                                err, err_size);
+    if (!cJSON_IsArray(sizes) || cJSON_GetArraySize(sizes) < 1 || cJSON_GetArraySize(sizes) > MW_THUMBNAIL_MAX_SIZES) {
+        snprintf(reason, sizeof(reason), "must be an array of 1 to %d {\"width\", \"height\"} objects",
+                 MW_THUMBNAIL_MAX_SIZES);
+        return mw_param_invalid("thumbnail", "sizes", reason, err, err_size);
+    }
     cJSON_ArrayForEach(item, sizes) {
         struct mw_size_request *size = &p->outputs[p->req.output_count++].size;
         if (!cJSON_IsObject(item))

@@ -46,7 +46,7 @@ int mw_decode_check(struct mw_input *in, int threads, AVBufferRef *hw_device, st
     ret = mw_input_open_decoder_hw(in, stream, threads, hw_device, &dec, NULL);
     if (ret < 0)
         goto end;
-    while ((ret = av_read_frame(fmt, pkt)) >= 0) {
+    while ((ret = mw_input_read(in, pkt)) >= 0) {
         if (pkt->stream_index == stream) {
             ret = avcodec_send_packet(dec, pkt);
             /* A damaged packet costs a frame, not the check: count on, as a player would. */
@@ -62,9 +62,6 @@ int mw_decode_check(struct mw_input *in, int threads, AVBufferRef *hw_device, st
         }
     }
     if (ret != AVERROR_EOF)
-        goto end;
-    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-    if ((ret = mw_input_end_status(in)) < 0)
         goto end;
     ret = avcodec_send_packet(dec, NULL);
     if (ret >= 0)

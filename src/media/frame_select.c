@@ -321,7 +321,7 @@ static int decode_alone(struct mw_frame_source *s)
 static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
     int tries = 0;
-    int ret, status;
+    int ret;
 
     if (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC) {
         av_packet_unref(s->pkt);
@@ -343,11 +343,8 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             ret = MW_ERR_DEADLINE;
             break;
         }
-        ret = av_read_frame(s->fmt, s->pkt);
+        ret = mw_input_read(s->in, s->pkt);
         s->read_any = 1;
-        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-        if (ret == AVERROR_EOF && (status = mw_input_end_status(s->in)) < 0)
-            ret = status;
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
@@ -403,7 +400,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
 static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
     int have = 0, done = 0, drained = 0;
-    int ret, status;
+    int ret;
 
     if (s->still || (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC))
         return get_keyframe(s, ts, out);
@@ -420,11 +417,8 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             ret = MW_ERR_DEADLINE;
             goto end;
         }
-        ret = av_read_frame(s->fmt, s->pkt);
+        ret = mw_input_read(s->in, s->pkt);
         s->read_any = 1;
-        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-        if (ret == AVERROR_EOF && (status = mw_input_end_status(s->in)) < 0)
-            ret = status;
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index) {

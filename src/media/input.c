@@ -48,11 +48,15 @@ int mw_input_deadline_passed(const struct mw_input *in)
     return in->deadline > 0 && av_gettime_relative() > in->deadline;
 }
 
-int mw_input_end_status(const struct mw_input *in)
+int mw_input_read(struct mw_input *in, AVPacket *pkt)
 {
+    int ret = av_read_frame(in->format, pkt);
+
+    if (ret != AVERROR_EOF)
+        return ret;
     if (mw_input_deadline_passed(in))
         return MW_ERR_DEADLINE;
-    return in->io && in->io->error < 0 ? in->io->error : 0;
+    return in->io && in->io->error < 0 ? in->io->error : ret;
 }
 
 static int interrupt_callback(void *opaque)

@@ -57,7 +57,7 @@ int mw_output_check_faststart(const char *path)
 struct check_state {
     AVFormatContext *format;
     int video, audio;                /* stream indexes or -1 */
-    const struct mw_input *in;
+    struct mw_input *in;
     AVCodecContext *decoder[2];      /* video, audio */
     AVPacket *pkt;
     AVFrame *frame;
@@ -71,7 +71,7 @@ static int decode_run(struct check_state *s, int first_only)
 {
     int ret;
 
-    while ((ret = av_read_frame(s->format, s->pkt)) >= 0) {
+    while ((ret = mw_input_read(s->in, s->pkt)) >= 0) {
         int which = s->pkt->stream_index == s->video ? 0 : s->pkt->stream_index == s->audio ? 1 : -1;
 
         if (which >= 0 && !(first_only && s->decoded[which])) {
@@ -93,8 +93,7 @@ static int decode_run(struct check_state *s, int first_only)
         if (first_only && (s->video < 0 || s->decoded[0]) && (s->audio < 0 || s->decoded[1]))
             return 0;
     }
-    /* Some demuxers report a failed read as the end of the file. */
-    return ret == AVERROR_EOF ? mw_input_end_status(s->in) : ret;
+    return ret == AVERROR_EOF ? 0 : ret;
 }
 
 static double start_s(const AVStream *st)

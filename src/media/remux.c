@@ -105,7 +105,7 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
     for (int i = 0; i < 2; i++)
         if (source[i] >= 0 && start_us != INT64_MAX)
             start[i] = av_rescale_q(start_us, AV_TIME_BASE_Q, format->streams[source[i]]->time_base);
-    while ((ret = av_read_frame(format, pkt)) >= 0) {
+    while ((ret = mw_input_read(in, pkt)) >= 0) {
         int which = pkt->stream_index == source[0] ? 0 : pkt->stream_index == source[1] ? 1 : -1;
 
         if (which >= 0) {
@@ -120,9 +120,6 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
             goto end;
     }
     if (ret != AVERROR_EOF)
-        goto end;
-    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-    if ((ret = mw_input_end_status(in)) < 0)
         goto end;
     ret = mw_muxer_finish(m);
 end:

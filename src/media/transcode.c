@@ -445,7 +445,7 @@ static int run_loop(struct pipeline *p)
 {
     int ret;
 
-    while ((ret = av_read_frame(p->format, p->pkt)) >= 0) {
+    while ((ret = mw_input_read(p->in, p->pkt)) >= 0) {
         int index = p->pkt->stream_index;
 
         if (index == p->video_index || index == p->audio_index)
@@ -454,12 +454,7 @@ static int run_loop(struct pipeline *p)
         if (ret < 0)
             return ret;
     }
-    if (ret != AVERROR_EOF)
-        return ret;
-    /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-    if ((ret = mw_input_end_status(p->in)) < 0)
-        return ret;
-    return flush_all(p);
+    return ret == AVERROR_EOF ? flush_all(p) : ret;
 }
 
 /* ---- verification and commit ---- */

@@ -161,7 +161,6 @@ static int receive_all(AVCodecContext *dec, AVFrame *frame, struct envelope *e)
 
 static int decode_envelope(struct mw_input *in, int stream_index, AVCodecContext *dec, struct envelope *e)
 {
-    AVFormatContext *fmt = mw_input_format(in);
     AVPacket *pkt = av_packet_alloc();
     AVFrame *frame = av_frame_alloc();
     int ret;
@@ -175,9 +174,8 @@ static int decode_envelope(struct mw_input *in, int stream_index, AVCodecContext
             ret = MW_ERR_DEADLINE;
             goto end;
         }
-        ret = av_read_frame(fmt, pkt);
-        /* Some demuxers report a failed read, or one the deadline cut short, as the end of the file. */
-        if (ret == AVERROR_EOF && (ret = mw_input_end_status(in)) >= 0)
+        ret = mw_input_read(in, pkt);
+        if (ret == AVERROR_EOF)
             break;
         if (ret < 0)
             goto end;

@@ -16,6 +16,7 @@
 #include "mediaworker/log.h"
 #include "mediaworker/netpolicy.h"
 #include "mediaworker/path.h"
+#include "curl_cancel_internal.h"
 
 /* Below this many bytes per second for LOW_SPEED_SECONDS a server is considered stalled. */
 #define LOW_SPEED_BYTES 1024
@@ -77,19 +78,6 @@ static size_t write_body(char *data, size_t size, size_t count, void *opaque)
     return length;
 }
 
-/* libcurl calls this about once a second even when no byte arrives, so a stalled server is left at once too. */
-static int abort_if_cancelled(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                              curl_off_t ulnow)
-{
-    const struct transfer *t = opaque;
-
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    return t->cancel && atomic_load(t->cancel);
-}
-
 static int configure(CURL *curl, const struct mw_config *cfg, const char *url, struct transfer *t, char *curl_error)
 {
     if (curl_easy_setopt(curl, CURLOPT_URL, url) != CURLE_OK ||
@@ -109,8 +97,8 @@ static int configure(CURL *curl, const struct mw_config *cfg, const char *url, s
         curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)LOW_SPEED_SECONDS) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L) != CURLE_OK ||
-        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled) != CURLE_OK ||
-        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, t) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, mw_curl_cancel_progress) != CURLE_OK ||
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t->cancel) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curl_error) != CURLE_OK ||
         curl_easy_setopt(curl, CURLOPT_USERAGENT, "mediaworker/" MW_VERSION_STRING) != CURLE_OK)
         return AVERROR(EINVAL);

@@ -19,6 +19,7 @@
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
 #include "mediaworker/reporter.h"
+#include "curl_cancel_internal.h"
 
 #define RETRY_BASE_MS 250
 #define RETRY_CAP_MS 30000
@@ -46,18 +47,6 @@ static size_t keep_response(char *data, size_t size, size_t count, void *opaque)
     r->response_len += take;
     r->response[r->response_len] = '\0';
     return len;
-}
-
-static int abort_if_cancelled(void *opaque, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                              curl_off_t ulnow)
-{
-    const struct mw_reporter *r = opaque;
-
-    (void)dltotal;
-    (void)dlnow;
-    (void)ultotal;
-    (void)ulnow;
-    return r->cancel && atomic_load(r->cancel);
 }
 
 int mw_reporter_new(struct mw_reporter **pr, const struct mw_config *cfg)
@@ -189,8 +178,8 @@ static int attempt(struct mw_reporter *r, const char *url, const char *body, str
     curl_easy_setopt(r->curl, CURLOPT_TIMEOUT, (long)r->cfg->http_timeout_s);
     curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, keep_response);
     curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(r->curl, CURLOPT_XFERINFOFUNCTION, abort_if_cancelled);
-    curl_easy_setopt(r->curl, CURLOPT_XFERINFODATA, r);
+    curl_easy_setopt(r->curl, CURLOPT_XFERINFOFUNCTION, mw_curl_cancel_progress);
+    curl_easy_setopt(r->curl, CURLOPT_XFERINFODATA, &r->cancel);
     curl_easy_setopt(r->curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "mediaworker/" MW_VERSION_STRING);
     code = curl_easy_perform(r->curl);
