@@ -149,6 +149,16 @@ int mw_rendition_output_join(struct mw_rendition_output *r, int abort);
 int mw_encoder_open_video(AVCodecContext **out, const struct mw_preset *preset, const struct mw_rendition *r,
                           AVRational time_base, AVRational frame_rate, int threads);
 
+/*
+ * Lowers the calling thread's priority below the producer's (the thread that demuxes, decodes and scales
+ * for the encoders); threads it starts from then on inherit that. Under fair scheduling the producer, one
+ * thread against each encoder's frame and lookahead threads, gets less than the core it needs whenever
+ * they all run; the encoders then run out of frames and a core idles. With the encoders below it, the
+ * producer runs whenever it has work and the encoders take every cycle it leaves. Failing to (a sandbox
+ * that forbids it) only costs that speed, so it is logged, not returned.
+ */
+void mw_encoder_lower_priority(void);
+
 /* Opens the preset's audio encoder. */
 int mw_encoder_open_audio(AVCodecContext **out, const struct mw_preset *preset);
 

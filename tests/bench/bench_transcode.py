@@ -4,6 +4,8 @@ Rows (benchlib.report):
 - one-rendition: 1080p30 reference -> 720p, libx264 veryfast CRF 23 + caps, AAC 128k, faststart.
 - three-renditions vs three separate ffmpeg commands, and vs one ffmpeg command with a split filter.
 - remux fast path vs our own transcode of the same file (target: 20x), and vs `ffmpeg -c copy`.
+The encoding rows run each side three times, alternating, and report medians (benchlib.alternate): their
+targets are a few per cent apart, less than this machine's drift between two runs.
 usage: python3 tests/bench/bench_transcode.py [--quick] (--quick: a 10 s clip instead of the 60 s reference)
 """
 import os
@@ -57,21 +59,30 @@ def main():
     benchlib.log(f"input {src}")
 
     folder = benchlib.fresh("tc-one")
-    theirs_s, theirs_mb = benchlib.measure(ffmpeg_one(src, 720, os.path.join(folder, "ffmpeg_720.mp4")))
-    ours_s, ours_mb = benchlib.measure(ours(src, folder, [720], "--no-remux"))
-    benchlib.report("transcode", "one-rendition-720p", ours_s, theirs_s, ours_mb, theirs_mb,
-                    detail="ffmpeg CLI, same x264/AAC settings", target="time ratio >= 1.05 (ours/theirs <= 0.95)")
+    one = benchlib.alternate([
+        ("ffmpeg", lambda: benchlib.measure(ffmpeg_one(src, 720, os.path.join(folder, "ffmpeg_720.mp4")))),
+        ("ours", lambda: benchlib.measure(ours(src, folder, [720], "--no-remux")))])
+    benchlib.report("transcode", "one-rendition-720p", one["ours"][0], one["ffmpeg"][0], one["ours"][1],
+                    one["ffmpeg"][1], detail="ffmpeg CLI, same x264/AAC settings; medians of 3 alternating runs, "
+                    f"ratio per round {benchlib.round_ratios(one['ffmpeg'][2], one['ours'][2])}",
+                    target="time ratio >= 1.05 (ours/theirs <= 0.95)")
 
     heights = [1080, 720, 480]
     folder = benchlib.fresh("tc-three")
-    ours_s, ours_mb = benchlib.measure(ours(src, folder, heights, "--no-remux"))
-    sep_s, sep_mb = benchlib.measure_each([ffmpeg_one(src, h, os.path.join(folder, f"ffmpeg_{h}.mp4"))
-                                           for h in heights])
-    benchlib.report("transcode", "three-renditions-vs-3-commands", ours_s, sep_s, ours_mb, sep_mb,
-                    detail="1080/720/480; three separate ffmpeg commands", target="ratio >= 1.25")
-    split_s, split_mb = benchlib.measure(ffmpeg_split(src, heights, folder))
-    benchlib.report("transcode", "three-renditions-vs-split", ours_s, split_s, ours_mb, split_mb,
-                    detail="1080/720/480; one ffmpeg command with a split filter", target="ratio >= 1.0, less memory")
+    three = benchlib.alternate([
+        ("ours", lambda: benchlib.measure(ours(src, folder, heights, "--no-remux"))),
+        ("separate", lambda: benchlib.measure_each([ffmpeg_one(src, h, os.path.join(folder, f"ffmpeg_{h}.mp4"))
+                                                    for h in heights])),
+        ("split", lambda: benchlib.measure(ffmpeg_split(src, heights, folder)))])
+    ours_s, ours_mb, ours_runs = three["ours"]
+    for case, side, detail, target in [
+            ("three-renditions-vs-3-commands", "separate", "three separate ffmpeg commands", "ratio >= 1.25"),
+            ("three-renditions-vs-split", "split", "one ffmpeg command with a split filter",
+             "ratio >= 1.0, less memory")]:
+        theirs_s, theirs_mb, theirs_runs = three[side]
+        benchlib.report("transcode", case, ours_s, theirs_s, ours_mb, theirs_mb,
+                        detail=f"1080/720/480; {detail}; medians of 3 alternating runs, ratio per round "
+                        f"{benchlib.round_ratios(theirs_runs, ours_runs)}", target=target)
 
     folder = benchlib.fresh("tc-remux")
     remux_s, remux_mb = benchlib.measure(ours(src, folder, [1080]))

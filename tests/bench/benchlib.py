@@ -9,6 +9,7 @@ tests/bench/run collects those lines into docs/performance.md.
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +46,26 @@ def measure_each(cmds, env=None):
         total += wall
         peak = max(peak, rss)
     return total, peak
+
+
+def alternate(sides, rounds=3):
+    """sides: [(name, measure function returning (seconds, MB))]. Runs every side once per round, in turn;
+    returns {name: (median seconds, largest MB, [seconds per round])}. This machine's speed drifts by several
+    per cent over minutes, more than the differences some rows measure: one run per side can land on either
+    side of them, while alternating runs see the same drift and their medians compare like with like."""
+    times = {name: [] for name, _ in sides}
+    peaks = {name: 0.0 for name, _ in sides}
+    for _ in range(rounds):
+        for name, run in sides:
+            wall, rss = run()
+            times[name].append(wall)
+            peaks[name] = max(peaks[name], rss)
+    return {name: (statistics.median(times[name]), peaks[name], times[name]) for name in times}
+
+
+def round_ratios(theirs, ours):
+    """'a, b, c': the other side's time over ours in each round of alternate()."""
+    return ", ".join(f"{t / o:.3f}" for t, o in zip(theirs, ours))
 
 
 def _rounded(value, digits):

@@ -2,6 +2,7 @@
 rotation, VFR, remux fast path, audio-only and video-only inputs, corrupt and runaway inputs, the job
 operation and the progress bar. Inputs are a few seconds at small sizes so the whole run stays short."""
 import json
+import math
 import os
 import pty
 import subprocess
@@ -38,6 +39,9 @@ VFR = media("tc-vfr.mkv", [
     "-f", "lavfi", "-i", "sine=sample_rate=48000:duration=3",
     "-vf", "select='if(lt(t,1),1,not(mod(n,3)))'", "-vsync", "vfr", "-c:v", "mpeg4", "-c:a", "libmp3lame"])
 AUDIO_ONLY = media("tc-audio.mp3", ["-f", "lavfi", "-i", "sine=sample_rate=44100:duration=2", "-c:a", "libmp3lame"])
+# Long enough (about a second of encoding) to watch the threads' priorities while it runs.
+PRIORITY = media("tc-priority-1280x720.mp4", ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=8",
+                                              "-c:v", "mpeg4", "-q:v", "5"])
 VIDEO_ONLY = media("tc-video.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
                                     "-c:v", "mpeg4"])
 HDR = media("tc-hdr10.mp4", [
@@ -343,17 +347,67 @@ def test_rung_at_source_size():
         check((v["width"], v["height"], v.get("color_space")) == (320, 240, "bt709"), f"240p rung: {v}")
 
 
+def decoder_threads(threads, source_pixels, encoded_pixels):
+    """The video decoder's share of the job's threads (transcode.c): its share of the work, counting an
+    encoded pixel as three decoded ones, rounded up."""
+    return max(1, min(threads, math.ceil(threads * source_pixels / (source_pixels + 3 * encoded_pixels))))
+
+
 def test_threads():
     """The transcode command is the only job running, so it takes every core (as the ffmpeg CLI would); a
-    worker's job processes divide the cores among themselves instead (MW_CODEC_THREADS overrides both)."""
+    worker's job processes divide the cores among themselves instead (MW_CODEC_THREADS overrides both). The
+    video decoder gets the part of those threads that its share of the work calls for."""
     cores = os.cpu_count()
-    for env, decoder, encoder in [({}, cores, cores), ({"MW_JOB_PROCESSES": str(cores)}, cores, cores),
-                                  ({"MW_CODEC_THREADS": "3"}, 3, 3)]:
+    upright = decoder_threads(cores, 320 * 240, 160 * 120)
+    for env, decoder, encoder in [({}, upright, cores), ({"MW_JOB_PROCESSES": str(cores)}, upright, cores),
+                                  ({"MW_CODEC_THREADS": "3"}, 2, 3)]:
         out = fresh_dir("tc-threads")
         proc = run(["transcode", UPRIGHT, "-o", out, "--renditions", "120", "--no-remux"],
                    env=dict(env, MW_LOG_LEVEL="debug"))
         wanted = f"threads: {decoder} for the video decoder, {encoder} per encoder of 1 rendition(s)"
         check(proc.returncode == 0 and wanted in proc.stderr, f"{env}: logs '{wanted}': {proc.stderr[-1500:]}")
+    # 640x360 into 360p and 180p on 8 threads: 230400 / (230400 + 3 x 288000) of 8 is 1.7, so 2 decoder
+    # threads; the two renditions share the 8 for their encoders.
+    out = fresh_dir("tc-threads-ladder")
+    proc = run(["transcode", CLIP, "-o", out, "--renditions", "360,180", "--no-remux"],
+               env={"MW_LOG_LEVEL": "debug", "MW_CODEC_THREADS": "8"})
+    wanted = "threads: 2 for the video decoder, 4 per encoder of 2 rendition(s)"
+    check(proc.returncode == 0 and wanted in proc.stderr, f"ladder: logs '{wanted}': {proc.stderr[-1500:]}")
+
+
+def thread_nice_values(pid):
+    """{thread id: nice value} of a running process (field 19 of /proc/PID/task/TID/stat)."""
+    values = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = open(f"/proc/{pid}/task/{tid}/stat").read()
+        except OSError:
+            continue
+        values[int(tid)] = int(stat[stat.rindex(")") + 2:].split()[16])
+    return values
+
+
+def test_encoder_priority():
+    """The encoders' threads (ours and libx264's own) run below the thread that decodes and scales for them,
+    so that thread always gets the core it needs to keep them fed."""
+    out = fresh_dir("tc-priority")
+    proc = subprocess.Popen([BIN, "transcode", PRIORITY, "-o", out, "--renditions", "360", "--no-remux"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    lowered, main_nice = set(), set()
+    while proc.poll() is None:
+        try:
+            values = thread_nice_values(proc.pid)
+        except OSError:
+            break
+        main_nice.add(values.get(proc.pid, own))
+        lowered |= {tid for tid, nice in values.items() if nice == min(own + 5, 19)}
+        time.sleep(0.05)
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    check(proc.wait() == 0, f"transcode failed: {stderr[-1500:]}")
+    check(main_nice == {own}, f"the decoding thread kept its priority {own}: saw {main_nice}")
+    check(len(lowered) >= 2, f"the encoder threads run 5 below: {len(lowered)} thread(s) seen at {own + 5}")
 
 
 def test_broken_inputs():
@@ -439,8 +493,8 @@ def test_progress_bar():
 
 
 for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
-             test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_threads, test_broken_inputs,
-             test_job_operation, test_progress_bar):
+             test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_threads, test_encoder_priority,
+             test_broken_inputs, test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
     test()
 finish()
