@@ -5,7 +5,7 @@
  * GOP length of keyframe_ms, no scene-cut keyframes, closed GOPs, IDR at each forced keyframe. transcode.c
  * additionally forces a keyframe by PTS at every interval, which keeps them aligned for VFR input too.
  */
-/* gettid(); the nice value is per thread on Linux, which is what lets the encoders run below the producer. */
+/* gettid(); the nice value is per thread on Linux, which is what lets encoders run below the producer. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -29,18 +29,14 @@ static int open_encoder(AVCodecContext *ctx, const AVCodec *codec, AVDictionary 
     return ret;
 }
 
-/* Measured on the 60 s 1080p reference to 720p on two cores: nice 3 and 5 gave the same times, 10 was 4 %
- * slower (the encoders then lost their cores to the rest of the process, audio included). */
-#define ENCODER_NICE_STEPS 5
-
-void mw_encoder_lower_priority(void)
+void mw_encoder_lower_priority(int steps)
 {
     id_t self = (id_t)gettid();
     int nice;
 
     errno = 0;
     nice = getpriority(PRIO_PROCESS, self);
-    if ((nice == -1 && errno) || setpriority(PRIO_PROCESS, self, nice + ENCODER_NICE_STEPS) < 0)
+    if ((nice == -1 && errno) || setpriority(PRIO_PROCESS, self, nice + steps) < 0)
         mw_log(MW_LOG_DEBUG, "encoder", "encoder threads keep their priority: %s", strerror(errno));
 }
 

@@ -99,7 +99,7 @@ static void *encode_thread(void *opaque)
     int ret;
 
     mw_log_context_set(r->log_job_id, r->log_request_id);
-    mw_encoder_lower_priority();
+    mw_encoder_lower_priority(r->nice_steps);
     while ((ret = mw_frame_queue_pop(r->queue, r->work)) >= 0) {
         force_keyframe(r, r->work);
         ret = encode_video(r, r->work);

@@ -9,7 +9,8 @@
  *   so all renditions and their HLS segments switch at the same instants.
  * - Threads: this one demuxes, decodes, filters and encodes audio; each rendition's video encoder runs in
  *   a thread of its own behind a small bounded frame queue (rendition.c, queue.c), below this thread's
- *   priority, and the decoder gets the part of the threads its share of the work calls for.
+ *   priority (the smaller renditions of a ladder below the largest), and the decoder gets the part of the
+ *   threads its share of the work calls for.
  * - The pipeline owns three packets and two frames, each rendition two packets and a frame, allocated
  *   once; each is unreferenced at one point after its use.
  * - All outputs are written under temporary names, verified, and only then renamed into place; on any
@@ -34,10 +35,9 @@
 
 #define PATH_SIZE MW_TRANSCODE_PATH_SIZE
 #define PROGRESS_INTERVAL_US 250000
-/* Frames waiting for each encoder. The producer, running ahead of the encoders (mw_encoder_lower_priority),
- * needs room to stay ahead while libx264's time per frame swings with the picture type. On the 60 s
- * reference to 720p on two cores, 6 was about 2 % faster than 3 or 4 and no slower than 10; a 720p frame is
- * 1.4 MB. */
+/* Frames waiting for each encoder. The producer, running ahead of the encoders (PACE_NICE_STEPS), needs
+ * room to stay ahead while libx264's time per frame swings with the picture type. On the 60 s reference
+ * to 720p on two cores, 6 was about 2 % faster than 3 or 4 and no slower than 10; a 720p frame is 1.4 MB. */
 #define QUEUE_FRAMES 6
 /*
  * What encoding a pixel costs against decoding and scaling a source pixel, for sizing the decoder's threads.
@@ -46,6 +46,18 @@
  * about 2.5 ns against 8 ns per pixel.
  */
 #define ENCODE_COST_PER_PIXEL 3.0
+/*
+ * Priorities below the producer (the thread that demuxes, decodes and scales for the encoders), as nice
+ * steps; the nice value is per thread on Linux. Under fair scheduling the producer, one thread against each
+ * encoder's frame and lookahead threads, gets less than the core it needs whenever they all run; the
+ * encoders then run out of frames and a core idles. Below it, they take every cycle it leaves. In a ladder
+ * the largest rendition sets the pace in the same way, so the smaller ones run below it and fill the cycles
+ * it leaves. Measured on the 60 s reference on two cores: for one 720p rendition, 3 and 5 steps gave the
+ * same times and 10 was 4 % slower; for 1080/720/480, the smaller two 4 steps further down took 0.97-0.99
+ * of the time of all three at 5.
+ */
+#define PACE_NICE_STEPS 5
+#define LADDER_NICE_STEPS 4
 
 struct pipeline {
     const struct mw_transcode_options *opt;
@@ -137,8 +149,9 @@ static AVRational source_rate(const AVStream *st)
  * The video decoder's threads: its share of the job's threads in proportion to its share of the work, at
  * least one. The encoders set the pace, so decoder threads beyond that share only spend CPU the encoders
  * could have had: a frame thread costs CPU of its own (copying the decoder's state for every picture, a
- * cache shared with more threads). On the 60 s reference to 720p with two threads, one decoder thread used
- * 1.3 s (5 %) less CPU than two, and the job took 0.86-0.93 of the time.
+ * cache shared with more threads). On the 60 s reference to 720p with two threads, one decoder thread
+ * instead of two (the encoders below the producer in both) used 5-10 % less CPU and took 0.91-0.95 of the
+ * time, in three alternating pairs.
  */
 static int decoder_threads(const struct pipeline *p, const AVCodecParameters *source)
 {
@@ -161,29 +174,45 @@ struct encoder_opening {
     int ret;
 };
 
-/* Opens every rendition's video encoder in a thread whose priority is lowered first: libx264 starts its
- * threads inside avcodec_open2, and they take the opening thread's priority, which a thread cannot raise
- * back once lowered. */
+/*
+ * Opens the video encoders in a thread that lowers its priority first: libx264 starts its threads inside
+ * avcodec_open2, and they take the opening thread's priority, which a thread cannot raise back once
+ * lowered. So the encoders open in the order of their priorities, the pace-setting one first.
+ */
 static void *open_video_encoders(void *opaque)
 {
     struct encoder_opening *o = opaque;
     struct pipeline *p = o->p;
+    int lowered = 0;
 
     mw_log_context_set(o->log_job_id, o->log_request_id);
-    mw_encoder_lower_priority();
-    o->ret = 0;
-    for (int i = 0; i < p->count && o->ret >= 0; i++)
-        o->ret = mw_encoder_open_video(&p->r[i].encoder, p->preset, &p->r[i].size,
-                                       mw_filter_time_base(p->video_filter, i), p->output_rate, o->threads);
+    for (int steps = PACE_NICE_STEPS; steps <= PACE_NICE_STEPS + LADDER_NICE_STEPS; steps += LADDER_NICE_STEPS) {
+        for (int i = 0; i < p->count && o->ret >= 0; i++) {
+            if (p->r[i].nice_steps != steps)
+                continue;
+            if (lowered < steps) {
+                mw_encoder_lower_priority(steps - lowered);
+                lowered = steps;
+            }
+            o->ret = mw_encoder_open_video(&p->r[i].encoder, p->preset, &p->r[i].size,
+                                           mw_filter_time_base(p->video_filter, i), p->output_rate, o->threads);
+        }
+    }
     return NULL;
 }
 
 static int open_video_encoders_below(struct pipeline *p, int threads)
 {
     struct encoder_opening opening = {.p = p, .threads = threads};
+    int largest = 0;
     pthread_t thread;
     int err;
 
+    for (int i = 1; i < p->count; i++)
+        if (p->r[i].size.width * p->r[i].size.height > p->r[largest].size.width * p->r[largest].size.height)
+            largest = i;
+    for (int i = 0; i < p->count; i++)
+        p->r[i].nice_steps = i == largest ? PACE_NICE_STEPS : PACE_NICE_STEPS + LADDER_NICE_STEPS;
     mw_log_context_get(opening.log_job_id, sizeof(opening.log_job_id), opening.log_request_id,
                        sizeof(opening.log_request_id));
     if ((err = pthread_create(&thread, NULL, open_video_encoders, &opening)))

@@ -118,6 +118,7 @@ struct mw_rendition_output {
     int64_t dts_shift;                   /* pts - dts of the first packet; -1 before it */
 
     struct mw_frame_queue *queue;
+    int nice_steps;                      /* how far below the producer its threads run (transcode.c) */
     pthread_t thread;
     int thread_started;
     int thread_ret;                      /* read by the main thread after joining */
@@ -150,14 +151,10 @@ int mw_encoder_open_video(AVCodecContext **out, const struct mw_preset *preset, 
                           AVRational time_base, AVRational frame_rate, int threads);
 
 /*
- * Lowers the calling thread's priority below the producer's (the thread that demuxes, decodes and scales
- * for the encoders); threads it starts from then on inherit that. Under fair scheduling the producer, one
- * thread against each encoder's frame and lookahead threads, gets less than the core it needs whenever
- * they all run; the encoders then run out of frames and a core idles. With the encoders below it, the
- * producer runs whenever it has work and the encoders take every cycle it leaves. Failing to (a sandbox
- * that forbids it) only costs that speed, so it is logged, not returned.
+ * Lowers the calling thread's priority by steps (nice); threads it starts from then on inherit it. Failing
+ * to (a sandbox that forbids it) only costs speed, so it is logged, not returned.
  */
-void mw_encoder_lower_priority(void);
+void mw_encoder_lower_priority(int steps);
 
 /* Opens the preset's audio encoder. */
 int mw_encoder_open_audio(AVCodecContext **out, const struct mw_preset *preset);

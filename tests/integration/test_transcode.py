@@ -389,25 +389,30 @@ def thread_nice_values(pid):
 
 def test_encoder_priority():
     """The encoders' threads (ours and libx264's own) run below the thread that decodes and scales for them,
-    so that thread always gets the core it needs to keep them fed."""
+    so that thread always gets the core it needs to keep them fed; in a ladder the smaller renditions run
+    below the largest, which sets the pace."""
     out = fresh_dir("tc-priority")
-    proc = subprocess.Popen([BIN, "transcode", PRIORITY, "-o", out, "--renditions", "360", "--no-remux"],
+    proc = subprocess.Popen([BIN, "transcode", PRIORITY, "-o", out, "--renditions", "360,180", "--no-remux"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    lowered, main_nice = set(), set()
+    pace, ladder = min(own + 5, 19), min(own + 9, 19)
+    seen = {pace: set(), ladder: set()}
+    main_nice = set()
     while proc.poll() is None:
         try:
             values = thread_nice_values(proc.pid)
         except OSError:
             break
         main_nice.add(values.get(proc.pid, own))
-        lowered |= {tid for tid, nice in values.items() if nice == min(own + 5, 19)}
+        for tid, nice in values.items():
+            seen.setdefault(nice, set()).add(tid)
         time.sleep(0.05)
     stderr = proc.stderr.read()
     proc.stderr.close()
     check(proc.wait() == 0, f"transcode failed: {stderr[-1500:]}")
     check(main_nice == {own}, f"the decoding thread kept its priority {own}: saw {main_nice}")
-    check(len(lowered) >= 2, f"the encoder threads run 5 below: {len(lowered)} thread(s) seen at {own + 5}")
+    check(len(seen[pace]) >= 2, f"the 360p encoder's threads run 5 below: {len(seen[pace])} seen at {pace}")
+    check(len(seen[ladder]) >= 2, f"the 180p encoder's threads run 9 below: {len(seen[ladder])} seen at {ladder}")
 
 
 def test_broken_inputs():
