@@ -170,49 +170,50 @@ static int decoder_threads(const struct pipeline *p, const AVCodecParameters *so
 struct encoder_opening {
     struct pipeline *p;
     int threads;
+    int pace;                        /* the rendition that sets the pace: the largest */
     char log_job_id[MW_JOB_ID_MAX], log_request_id[MW_REQUEST_ID_MAX];
     int ret;
 };
 
+static int open_video_encoder(struct encoder_opening *o, int i)
+{
+    struct pipeline *p = o->p;
+
+    return mw_encoder_open_video(&p->r[i].encoder, p->preset, &p->r[i].size, mw_filter_time_base(p->video_filter, i),
+                                 p->output_rate, o->threads);
+}
+
 /*
  * Opens the video encoders in a thread that lowers its priority first: libx264 starts its threads inside
  * avcodec_open2, and they take the opening thread's priority, which a thread cannot raise back once
- * lowered. So the encoders open in the order of their priorities, the pace-setting one first.
+ * lowered. So the pace-setting encoder opens first, and the others after one more step down.
  */
 static void *open_video_encoders(void *opaque)
 {
     struct encoder_opening *o = opaque;
-    struct pipeline *p = o->p;
-    int lowered = 0;
 
     mw_log_context_set(o->log_job_id, o->log_request_id);
-    for (int steps = PACE_NICE_STEPS; steps <= PACE_NICE_STEPS + LADDER_NICE_STEPS; steps += LADDER_NICE_STEPS) {
-        for (int i = 0; i < p->count && o->ret >= 0; i++) {
-            if (p->r[i].nice_steps != steps)
-                continue;
-            if (lowered < steps) {
-                mw_encoder_lower_priority(steps - lowered);
-                lowered = steps;
-            }
-            o->ret = mw_encoder_open_video(&p->r[i].encoder, p->preset, &p->r[i].size,
-                                           mw_filter_time_base(p->video_filter, i), p->output_rate, o->threads);
-        }
-    }
+    mw_encoder_lower_priority(PACE_NICE_STEPS);
+    o->ret = open_video_encoder(o, o->pace);
+    if (o->p->count > 1)
+        mw_encoder_lower_priority(LADDER_NICE_STEPS);
+    for (int i = 0; i < o->p->count && o->ret >= 0; i++)
+        if (i != o->pace)
+            o->ret = open_video_encoder(o, i);
     return NULL;
 }
 
 static int open_video_encoders_below(struct pipeline *p, int threads)
 {
     struct encoder_opening opening = {.p = p, .threads = threads};
-    int largest = 0;
     pthread_t thread;
     int err;
 
     for (int i = 1; i < p->count; i++)
-        if (p->r[i].size.width * p->r[i].size.height > p->r[largest].size.width * p->r[largest].size.height)
-            largest = i;
+        if (p->r[i].size.width * p->r[i].size.height > p->r[opening.pace].size.width * p->r[opening.pace].size.height)
+            opening.pace = i;
     for (int i = 0; i < p->count; i++)
-        p->r[i].nice_steps = i == largest ? PACE_NICE_STEPS : PACE_NICE_STEPS + LADDER_NICE_STEPS;
+        p->r[i].nice_steps = PACE_NICE_STEPS + (i == opening.pace ? 0 : LADDER_NICE_STEPS);
     mw_log_context_get(opening.log_job_id, sizeof(opening.log_job_id), opening.log_request_id,
                        sizeof(opening.log_request_id));
     if ((err = pthread_create(&thread, NULL, open_video_encoders, &opening)))

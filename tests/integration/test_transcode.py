@@ -403,7 +403,8 @@ def test_encoder_priority():
             values = thread_nice_values(proc.pid)
         except OSError:
             break
-        main_nice.add(values.get(proc.pid, own))
+        if proc.pid in values:
+            main_nice.add(values[proc.pid])
         for tid, nice in values.items():
             seen.setdefault(nice, set()).add(tid)
         time.sleep(0.05)
