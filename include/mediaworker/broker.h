@@ -31,8 +31,11 @@ struct mw_delivery {
     uint64_t tag;                 /* delivery tag on that connection's channel */
     int redelivered;              /* the broker's redelivered flag */
     int failures;                 /* x-mw-attempt: failed attempts before this delivery */
-    char message_id[MW_JOB_ID_MAX];
-    char request_id[MW_REQUEST_ID_MAX];   /* X-Request-ID header, "" when absent */
+    char message_id[MW_JOB_ID_MAX];       /* checked (printable ASCII); "" when absent or refused */
+    char request_id[MW_REQUEST_ID_MAX];   /* X-Request-ID header, checked; "" when absent or refused */
+    char refused[96];                     /* why the properties refuse the message ("" when they do not) */
+    char original_message_id[255];        /* the message id's bytes as sent, for republished copies only */
+    size_t original_message_id_len;
     char *body;                   /* NUL-terminated copy of the body */
     size_t body_size;
     int64_t received_us;          /* av_gettime_relative() at arrival */

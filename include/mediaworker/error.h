@@ -27,6 +27,7 @@
     X(NO_MEDIA_STREAM,   'N', 'M', "input has no usable audio or video stream")                 \
     X(NO_PICTURE,        'N', 'P', "input has no usable picture")                               \
     X(INVALID_MESSAGE,   'I', 'M', "job message is invalid")                                    \
+    X(JOB_ID_CONFLICT,   'J', 'I', "job id already names the outputs of a different message")  \
     X(UNSUPPORTED_OP,    'U', 'O', "operation is not supported")                                \
     X(CONFIG,            'C', 'F', "invalid configuration")                                     \
     X(OUTPUT_CHECK,      'O', 'C', "output failed verification")                                \

@@ -19,6 +19,9 @@
 #define MW_JOB_ID_MAX      80
 #define MW_REQUEST_ID_MAX  128
 #define MW_JOB_MAX_OPERATIONS 16
+#define MW_JOB_DIGEST_SIZE 65   /* sha256 in hex, NUL-terminated */
+/* In each output folder: the digest of the message whose outputs it holds. */
+#define MW_JOB_MARKER ".mw-job"
 
 struct mw_operation {
     char type[32];
@@ -28,6 +31,7 @@ struct mw_operation {
 struct mw_job {
     char job_id[MW_JOB_ID_MAX];
     char request_id[MW_REQUEST_ID_MAX];
+    char digest[MW_JOB_DIGEST_SIZE];   /* sha256 of the message body: which work this job id names */
     int64_t user_id;           /* -1 when the message did not carry a usable one */
     char path[1024];           /* file_info.path as given (relative to the input root) */
     char url[2048];            /* file_info.url, when the file must be downloaded */
@@ -53,6 +57,18 @@ int mw_job_parse(const char *body, size_t length, const char *message_id, const 
  * there would otherwise make every message without "operations" invalid. 0, or an error with the reason.
  */
 int mw_job_check_default_operations(const struct mw_config *cfg, char *err, size_t err_size);
+
+/* The sha256 of a message body in hex, as struct mw_job's digest. 0 or AVERROR(ENOMEM). */
+int mw_job_digest(const char *body, size_t length, char digest[MW_JOB_DIGEST_SIZE]);
+
+/*
+ * The job's output folder, <output_root>/<user_id>/<job_id>: the one place it is named. 0, or
+ * AVERROR(ENAMETOOLONG) when it does not fit in size.
+ */
+int mw_job_output_path(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size);
+
+/* True when some operation of the job writes files (a probe alone writes none). */
+int mw_job_writes_outputs(const struct mw_job *job);
 
 /* Frees a job and sets *job to NULL; accepts NULL. */
 void mw_job_free(struct mw_job **job);

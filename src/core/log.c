@@ -9,6 +9,7 @@
 #include <libavutil/log.h>
 
 #include "mediaworker/log.h"
+#include "mediaworker/text.h"
 
 /* Set once in mw_log_setup() before threads exist, then only read. */
 static enum mw_log_level max_level = MW_LOG_INFO;
@@ -83,12 +84,26 @@ static void format_time(char *buf, size_t size)
     snprintf(buf + n, size - n, ".%03ldZ", now.tv_nsec / 1000000);
 }
 
-static void write_line(enum mw_log_level level, const char *component, const char *message)
+/*
+ * Every value printed into a line may hold text from outside (a file name, a libav message about a hostile
+ * file, an id): control characters and invalid UTF-8 are written as \xNN, so nobody can end a line and
+ * forge the next one, and a JSON line stays valid UTF-8.
+ */
+static void write_line(enum mw_log_level level, const char *raw_component, const char *raw_message)
 {
     char line[4096];
     char when[40];
+    char component[64], message[2048];
     size_t used;
-    const struct log_context *ctx = &thread_context;
+    struct log_context escaped;
+    const struct log_context *ctx = &escaped;
+
+    enum mw_text_escape_mode mode = sink_format == MW_LOG_FORMAT_JSON ? MW_ESCAPE_INVALID_ONLY : MW_ESCAPE_CONTROLS;
+
+    mw_text_escape(raw_component, component, sizeof(component), mode);
+    mw_text_escape(raw_message, message, sizeof(message), mode);
+    mw_text_escape(thread_context.job_id, escaped.job_id, sizeof(escaped.job_id), mode);
+    mw_text_escape(thread_context.request_id, escaped.request_id, sizeof(escaped.request_id), mode);
 
     format_time(when, sizeof(when));
     if (sink_format == MW_LOG_FORMAT_JSON) {

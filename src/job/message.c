@@ -15,8 +15,10 @@
 
 #include "mediaworker/error.h"
 #include "mediaworker/job.h"
+#include "mediaworker/json.h"
 #include "mediaworker/log.h"
 #include "mediaworker/path.h"
+#include "mediaworker/text.h"
 #include "operation_internal.h"
 
 /* Messages larger than this are not job descriptions but something else. */
@@ -143,14 +145,12 @@ static int parse_operations(const cJSON *root, const struct mw_config *cfg, stru
     return 0;
 }
 
-/* A job id must be usable as a directory name; ids derived from the body are hex and always are. */
-static int set_job_id(const cJSON *root, const char *body, size_t length, const char *message_id,
-                      struct mw_job *job, char *err, size_t err_size)
+/* A job id must be usable as a directory name; ids derived from the body are hex and always are. A message id
+ * reaches here checked at the broker boundary (printable ASCII); it names the job only when it is also a
+ * plain path component. */
+static int set_job_id(const cJSON *root, const char *message_id, struct mw_job *job, char *err, size_t err_size)
 {
     const cJSON *given = cJSON_GetObjectItemCaseSensitive(root, "job_id");
-    struct AVSHA *sha;
-    uint8_t digest[32];
-
     if (given) {
         if (!cJSON_IsString(given) || !mw_path_component_ok(given->valuestring) ||
             strlen(given->valuestring) >= sizeof(job->job_id))
@@ -162,21 +162,30 @@ static int set_job_id(const cJSON *root, const char *body, size_t length, const 
         snprintf(job->job_id, sizeof(job->job_id), "%s", message_id);
         return 0;
     }
-    sha = av_sha_alloc();
+    snprintf(job->job_id, sizeof(job->job_id), "%.32s", job->digest);
+    return 0;
+}
+
+int mw_job_digest(const char *body, size_t length, char digest[MW_JOB_DIGEST_SIZE])
+{
+    struct AVSHA *sha = av_sha_alloc();
+    uint8_t hash[32];
+
     if (!sha)
         return AVERROR(ENOMEM);
     av_sha_init(sha, 256);
     av_sha_update(sha, (const uint8_t *)body, length);
-    av_sha_final(sha, digest);
+    av_sha_final(sha, hash);
     av_free(sha);
-    for (int i = 0; i < 16; i++)
-        snprintf(job->job_id + 2 * i, 3, "%02x", digest[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(digest + 2 * i, 3, "%02x", hash[i]);
     return 0;
 }
 
 static void set_request_id(const char *request_id, const char *job_id, struct mw_job *job)
 {
-    if (request_id && *request_id && strlen(request_id) < sizeof(job->request_id)) {
+    if (request_id && *request_id &&
+        mw_text_check(request_id, strlen(request_id), sizeof(job->request_id) - 1, MW_TEXT_ID, NULL) == 0) {
         snprintf(job->request_id, sizeof(job->request_id), "%s", request_id);
         return;
     }
@@ -197,9 +206,12 @@ int mw_job_parse(const char *body, size_t length, const char *message_id, const 
         *user_id_out = -1;
     if (length > MAX_MESSAGE_BYTES)
         return invalid(err, err_size, "message is larger than %s", "256 KiB");
-    root = cJSON_ParseWithLengthOpts(body, length, NULL, 0);
-    if (!root) {
-        ret = invalid(err, err_size, "%s", "message body is not valid JSON");
+    ret = mw_json_parse_strict(body, length, MW_JSON_KEEP_ON_CONTENT_ERROR, &root, err, err_size);
+    if (ret < 0) {
+        /* A refused string in a sound document: the refusal can still be reported to its user. */
+        char ignored[8];
+        if (root && user_id_out && parse_user_id(root, &user_id, ignored, sizeof(ignored)) == 0)
+            *user_id_out = user_id;
         goto end;
     }
     if (!cJSON_IsObject(root)) {
@@ -217,7 +229,8 @@ int mw_job_parse(const char *body, size_t length, const char *message_id, const 
         goto end;
     }
     job->user_id = user_id;
-    if ((ret = set_job_id(root, body, length, message_id, job, err, err_size)) < 0 ||
+    if ((ret = mw_job_digest(body, length, job->digest)) < 0 ||
+        (ret = set_job_id(root, message_id, job, err, err_size)) < 0 ||
         (ret = parse_file_info(root, job, err, err_size)) < 0 ||
         (ret = parse_operations(root, cfg, job, err, err_size)) < 0)
         goto end;

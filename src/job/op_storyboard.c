@@ -116,6 +116,7 @@ static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
 
 const struct mw_operation_handler mw_op_storyboard = {
     .type = "storyboard",
+    .writes_files = 1,
     .needs_video = 1,
     .validate = validate_storyboard,
     .run = run_storyboard,

@@ -177,6 +177,7 @@ static int run_thumbnail(struct mw_job_context *ctx, const cJSON *params)
 
 const struct mw_operation_handler mw_op_thumbnail = {
     .type = "thumbnail",
+    .writes_files = 1,
     .validate = validate_thumbnail,
     .run = run_thumbnail,
 };

@@ -123,6 +123,7 @@ end:
 
 const struct mw_operation_handler mw_op_transcode = {
     .type = "transcode",
+    .writes_files = 1,
     .validate = validate_transcode,
     .run = run_transcode,
 };

@@ -42,6 +42,8 @@ struct mw_operation_handler {
     /* Set when the operation only makes sense for a picture stream (a storyboard of a song does not): in a
      * job with other operations it is then skipped, and the report says so; alone, it fails NO_PICTURE. */
     int needs_video;
+    /* Set when the operation writes files under the job's output folder. */
+    int writes_files;
     /* Checks params before any work starts; MW_ERR_INVALID_MESSAGE with the reason in err. May be NULL. */
     int (*validate)(const cJSON *params, char *err, size_t err_size);
     /* Does the work; 0 or a negative error, with ctx->error_detail set when more than the code helps. */

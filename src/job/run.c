@@ -3,13 +3,17 @@
  * the report's new_file object. The worker calls this inside a job process; `mediaworker run` and
  * `--isolation none` call it directly.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
+#include "mediaworker/json.h"
 #include "mediaworker/log.h"
 #include "mediaworker/path.h"
 #include "operation_internal.h"
@@ -106,6 +110,8 @@ static void finish_report(cJSON *report, int ret, const char *primary_path, cons
         add_error(report, ret, detail);
         mw_log(MW_LOG_ERROR, "job", "job failed: %s%s%s", mw_err2str(ret), detail[0] ? ": " : "", detail);
     }
+    /* Strings from the file's metadata may be any bytes; what is reported is valid UTF-8 JSON. */
+    mw_json_make_valid_utf8(report);
 }
 
 /* Where the input came from: the upload's path, or its URL. */
@@ -172,10 +178,56 @@ static int locate_input(const struct mw_config *cfg, const struct mw_job *job, c
     return ret;
 }
 
-static int name_output_dir(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
+int mw_job_output_path(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size)
 {
     if (snprintf(dir, size, "%s/%lld/%s", cfg->output_root, (long long)job->user_id, job->job_id) >= (int)size)
         return AVERROR(ENAMETOOLONG);
+    return 0;
+}
+
+int mw_job_writes_outputs(const struct mw_job *job)
+{
+    for (int i = 0; i < job->operation_count; i++) {
+        const struct mw_operation_handler *handler = mw_operation_find(job->operations[i].type);
+        if (handler && handler->writes_files)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A job id names one piece of work for one user. The folder keeps the digest of the message that made it;
+ * another message under the same id (a producer reusing ids, or a forged message id) is refused rather than
+ * mixing its outputs with the first one's. A redelivery or retry carries the same body, so it passes.
+ */
+static int claim_output_dir(struct mw_job_context *ctx)
+{
+    char marker[4096];
+    char found[MW_JOB_DIGEST_SIZE] = "";
+    ssize_t got;
+    int fd;
+
+    if (snprintf(marker, sizeof(marker), "%s/" MW_JOB_MARKER, ctx->output_dir) >= (int)sizeof(marker))
+        return AVERROR(ENAMETOOLONG);
+    fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd >= 0) {
+        got = write(fd, ctx->job->digest, strlen(ctx->job->digest));
+        close(fd);
+        return got == (ssize_t)strlen(ctx->job->digest) ? 0 : AVERROR(EIO);
+    }
+    if (errno != EEXIST)
+        return AVERROR(errno);
+    fd = open(marker, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return AVERROR(errno);
+    got = read(fd, found, sizeof(found) - 1);
+    close(fd);
+    found[got > 0 ? got : 0] = '\0';
+    if (strcmp(found, ctx->job->digest)) {
+        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "job %s of user %lld already holds the outputs "
+                 "of a different message", ctx->job->job_id, (long long)ctx->job->user_id);
+        return MW_ERR_JOB_ID_CONFLICT;
+    }
     return 0;
 }
 
@@ -186,6 +238,8 @@ int mw_job_output_dir(struct mw_job_context *ctx)
     if (ctx->output_dir_made)
         return 0;
     ret = mw_path_mkdirs(ctx->output_dir);
+    if (ret >= 0)
+        ret = claim_output_dir(ctx);
     if (ret < 0)
         return ret;
     ctx->output_dir_made = 1;
@@ -290,7 +344,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     if (ret < 0)
         goto end;
     hwaccel_chosen = 1;
-    ret = name_output_dir(cfg, job, output_dir, sizeof(output_dir));
+    ret = mw_job_output_path(cfg, job, output_dir, sizeof(output_dir));
     if (ret < 0)
         goto end;
     ctx.output_dir = output_dir;

@@ -208,18 +208,23 @@ static const amqp_field_value_t *find_header(const amqp_table_t *headers, const 
     return NULL;
 }
 
-int mw_amqp_header_string(const amqp_table_t *headers, const char *name, char *out, size_t size)
+int mw_amqp_header_text(const amqp_table_t *headers, const char *name, enum mw_text_class cls, char *out,
+                        size_t size, const char **reason)
 {
     const amqp_field_value_t *v = find_header(headers, name);
 
-    if (!v || (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES) || v->value.bytes.len >= size)
+    out[0] = '\0';
+    if (!v)
         return 0;
+    if (v->kind != AMQP_FIELD_KIND_UTF8 && v->kind != AMQP_FIELD_KIND_BYTES) {
+        *reason = "is not a string";
+        return MW_ERR_INVALID_MESSAGE;
+    }
+    /* Checked before anything is copied: out only ever holds a value that passed. */
+    if (mw_text_check(v->value.bytes.bytes, v->value.bytes.len, size - 1, cls, reason) < 0)
+        return MW_ERR_INVALID_MESSAGE;
     memcpy(out, v->value.bytes.bytes, v->value.bytes.len);
     out[v->value.bytes.len] = '\0';
-    /* A header value with an embedded NUL or control character is not an id we want in logs. */
-    for (size_t i = 0; i < v->value.bytes.len; i++)
-        if ((unsigned char)out[i] < 0x20)
-            return 0;
     return 1;
 }
 

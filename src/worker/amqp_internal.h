@@ -12,6 +12,7 @@
 #include <amqp.h>
 
 #include "mediaworker/config.h"
+#include "mediaworker/text.h"
 
 /* The one channel every connection of ours uses. */
 #define MW_AMQP_CHANNEL 1
@@ -33,8 +34,13 @@ int mw_amqp_check(amqp_rpc_reply_t reply, const char *what);
 /* Checks the reply of the last RPC on conn (after amqp_queue_declare() and friends). */
 int mw_amqp_check_last(amqp_connection_state_t conn, const char *what);
 
-/* Copies the string header name (case-insensitive) into out; 1 when found, 0 when absent or not text. */
-int mw_amqp_header_string(const amqp_table_t *headers, const char *name, char *out, size_t size);
+/*
+ * Reads the string header name (case-insensitive), a value from outside: 1 when present and it passes
+ * mw_text_check() for cls within size - 1 bytes (copied into out), 0 when absent, MW_ERR_INVALID_MESSAGE
+ * with *reason when present but not acceptable. out is "" unless 1 is returned.
+ */
+int mw_amqp_header_text(const amqp_table_t *headers, const char *name, enum mw_text_class cls, char *out,
+                        size_t size, const char **reason);
 
 /* Reads the integer header name; 1 when found, 0 when absent or not an integer. */
 int mw_amqp_header_int(const amqp_table_t *headers, const char *name, int64_t *value);

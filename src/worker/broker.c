@@ -241,9 +241,9 @@ static int publish_copy(struct mw_broker *b, const struct mw_delivery *d, const 
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = 2;
     props.headers = (amqp_table_t){count, headers};
-    if (d->message_id[0]) {
+    if (d->original_message_id_len) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(d->message_id);
+        props.message_id = (amqp_bytes_t){d->original_message_id_len, (void *)d->original_message_id};
     }
     status = amqp_basic_publish(b->conn, MW_AMQP_CHANNEL, amqp_cstring_bytes(exchange),
                                 amqp_cstring_bytes(routing_key), 0, 0, &props,
@@ -380,6 +380,32 @@ static int on_confirm(struct mw_broker *b, uint64_t seq, int multiple, int ok)
     return ret;
 }
 
+/*
+ * The trust boundary for what the AMQP properties say: values a client may have chosen (a request id often
+ * comes from a user's browser). A message id that is not a printable ASCII id refuses the message (the slot
+ * dead-letters it with this reason; it is never processed under a mangled id); a request id that is not one
+ * is dropped with a warning, and the job gets a fresh one. The message id's original bytes are kept only
+ * for the republished copies, which go back to the broker unchanged.
+ */
+static void read_ids(const amqp_basic_properties_t *props, const amqp_table_t *headers, struct mw_delivery *d)
+{
+    const char *why = NULL;
+
+    if (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+        d->original_message_id_len = props->message_id.len < sizeof(d->original_message_id)
+                                         ? props->message_id.len : sizeof(d->original_message_id);
+        memcpy(d->original_message_id, props->message_id.bytes, d->original_message_id_len);
+        if (mw_text_check(props->message_id.bytes, props->message_id.len, sizeof(d->message_id) - 1, MW_TEXT_ID,
+                          &why) < 0)
+            snprintf(d->refused, sizeof(d->refused), "message_id %s", why);
+        else
+            snprintf(d->message_id, sizeof(d->message_id), "%.*s", (int)props->message_id.len,
+                     (const char *)props->message_id.bytes);
+    }
+    if (mw_amqp_header_text(headers, "X-Request-ID", MW_TEXT_ID, d->request_id, sizeof(d->request_id), &why) < 0)
+        mw_log(MW_LOG_WARN, "broker", "header X-Request-ID %s: ignored, the job gets a fresh request id", why);
+}
+
 static int on_delivery(struct mw_broker *b, const amqp_envelope_t *env)
 {
     const amqp_basic_properties_t *props = &env->message.properties;
@@ -399,11 +425,7 @@ static int on_delivery(struct mw_broker *b, const amqp_envelope_t *env)
     d->tag = env->delivery_tag;
     d->redelivered = env->redelivered;
     d->received_us = av_gettime_relative();
-    if (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG && props->message_id.len < sizeof(d->message_id)) {
-        memcpy(d->message_id, props->message_id.bytes, props->message_id.len);
-        d->message_id[props->message_id.len] = '\0';
-    }
-    mw_amqp_header_string(headers, "X-Request-ID", d->request_id, sizeof(d->request_id));
+    read_ids(props, headers, d);
     if (mw_amqp_header_int(headers, "x-mw-attempt", &failures) && failures > 0 && failures < 1000)
         d->failures = (int)failures;
     b->stats.delivered++;

@@ -19,6 +19,7 @@
 #include "mediaworker/job.h"
 #include "mediaworker/log.h"
 #include "mediaworker/reporter.h"
+#include "mediaworker/text.h"
 #include "curl_cancel_internal.h"
 
 #define RETRY_BASE_MS 250
@@ -122,17 +123,29 @@ int64_t mw_reporter_parse_retry_after(const char *value, time_t now)
     return when > now ? (int64_t)(when - now) * 1000 : 0;
 }
 
-static struct curl_slist *build_headers(const struct mw_reporter *r, const char *job_id, const char *request_id)
+/*
+ * The request id and job id were checked where they entered (printable ASCII ids); checked again here,
+ * where a header is made of them, because a CR or LF in a header value would let its sender write the rest
+ * of the request. The Idempotency-Key is scoped by user: job ids are the producer's, unique per user only.
+ */
+static int build_headers(const struct mw_reporter *r, int64_t user_id, const char *job_id, const char *request_id,
+                         struct curl_slist **out)
 {
     struct curl_slist *headers = NULL;
     struct curl_slist *next;
     char line[MW_CONFIG_URL_MAX + 64];
     const char *lines[5];
     int count = 0;
-    char request_line[MW_REQUEST_ID_MAX + 32], key_line[MW_JOB_ID_MAX + 32];
+    char request_line[MW_REQUEST_ID_MAX + 32], key_line[MW_JOB_ID_MAX + 64];
 
+    *out = NULL;
+    if (mw_text_check(request_id, strlen(request_id), MW_REQUEST_ID_MAX - 1, MW_TEXT_ID, NULL) < 0 ||
+        mw_text_check(job_id, strlen(job_id), MW_JOB_ID_MAX - 1, MW_TEXT_ID, NULL) < 0) {
+        mw_log(MW_LOG_ERROR, "reporter", "refusing to send a report whose request id or job id is not a plain id");
+        return MW_ERR_HTTP_PERMANENT;
+    }
     snprintf(request_line, sizeof(request_line), "X-Request-ID: %s", request_id);
-    snprintf(key_line, sizeof(key_line), "Idempotency-Key: %s", job_id);
+    snprintf(key_line, sizeof(key_line), "Idempotency-Key: %" PRId64 ":%s", user_id, job_id);
     lines[count++] = "Content-Type: application/json";
     /* No "Expect: 100-continue" round trip before a body of a few kilobytes. */
     lines[count++] = "Expect:";
@@ -146,11 +159,12 @@ static struct curl_slist *build_headers(const struct mw_reporter *r, const char 
         next = curl_slist_append(headers, lines[i]);
         if (!next) {
             curl_slist_free_all(headers);
-            return NULL;
+            return AVERROR(ENOMEM);
         }
         headers = next;
     }
-    return headers;
+    *out = headers;
+    return 0;
 }
 
 /* One request; returns its classification and sets *retry_after_ms (-1 when the server gave none). */
@@ -239,9 +253,16 @@ int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
         base_len--;
     snprintf(url, sizeof(url), "%.*s/api/v1/users/%" PRId64 "/files", (int)base_len, r->cfg->data_service_url,
              user_id);
-    if (!wrapper || !cJSON_AddItemReferenceToObject(wrapper, "new_file", (cJSON *)new_file) ||
-        !(body = cJSON_PrintUnformatted(wrapper)) || !(headers = build_headers(r, job_id, request_id)))
+    if ((ret = build_headers(r, user_id, job_id, request_id, &headers)) < 0) {
+        snprintf(detail, detail_size, "%s", ret == AVERROR(ENOMEM) ? "out of memory" : "request id or job id refused");
+        ret = MW_ERR_HTTP_PERMANENT;
         goto end;
+    }
+    if (!wrapper || !cJSON_AddItemReferenceToObject(wrapper, "new_file", (cJSON *)new_file) ||
+        !(body = cJSON_PrintUnformatted(wrapper))) {
+        ret = MW_ERR_HTTP_PERMANENT;
+        goto end;
+    }
     for (int n = 0; n <= r->cfg->http_retries; n++) {
         int64_t retry_after_ms;
         int64_t delay_ms;

@@ -27,6 +27,7 @@
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
 #include <libavutil/random_seed.h>
+#include <libavutil/sha.h>
 #include <libavutil/time.h>
 
 #include "mediaworker/download.h"
@@ -35,6 +36,7 @@
 #include "mediaworker/jobpool.h"
 #include "mediaworker/jobproc.h"
 #include "mediaworker/log.h"
+#include "mediaworker/path.h"
 #include "mediaworker/reporter.h"
 #include "mediaworker/slot.h"
 #include "mediaworker/topology.h"
@@ -177,8 +179,7 @@ static void remove_stale_temporaries(const struct mw_config *cfg, const struct m
     struct dirent *entry;
     DIR *d;
 
-    if (snprintf(dir, sizeof(dir), "%s/%" PRId64 "/%s", cfg->output_root, job->user_id, job->job_id) >=
-            (int)sizeof(dir) || !(d = opendir(dir)))
+    if (mw_job_output_path(cfg, job, dir, sizeof(dir)) < 0 || !(d = opendir(dir)))
         return;
     while ((entry = readdir(d))) {
         size_t len = strlen(entry->d_name);
@@ -289,28 +290,53 @@ static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const st
     }
 }
 
+/*
+ * The job id of a message refused before it became a job: its message id when that is a usable id, else
+ * one derived from the message id's bytes and the body, so that the failure report's Idempotency-Key differs
+ * between different messages and stays the same for a redelivery of one.
+ */
+static void invalid_job_id(const struct mw_delivery *d, char *job_id, size_t size)
+{
+    struct AVSHA *sha;
+    uint8_t hash[32];
+
+    if (d->message_id[0] && mw_path_component_ok(d->message_id)) {
+        snprintf(job_id, size, "%s", d->message_id);
+        return;
+    }
+    if (!(sha = av_sha_alloc())) {
+        snprintf(job_id, size, "invalid-%08x%08x", av_get_random_seed(), av_get_random_seed());
+        return;
+    }
+    av_sha_init(sha, 256);
+    av_sha_update(sha, (const uint8_t *)d->original_message_id, d->original_message_id_len);
+    av_sha_update(sha, (const uint8_t *)"\n", 1);
+    av_sha_update(sha, (const uint8_t *)d->body, d->body_size);
+    av_sha_final(sha, hash);
+    av_free(sha);
+    snprintf(job_id, size, "invalid-%02x%02x%02x%02x%02x%02x%02x%02x", hash[0], hash[1], hash[2], hash[3], hash[4],
+             hash[5], hash[6], hash[7]);
+}
+
 /* Takes d: dead-letters an invalid message, reporting it first when the user is known. */
 static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t user_id, const char *err)
 {
-    char request_id[MW_REQUEST_ID_MAX];
-    const char *job_id = d->message_id[0] ? d->message_id : "invalid";
+    char job_id[MW_JOB_ID_MAX];
     cJSON *report = NULL;
     char detail[512];
 
-    if (d->request_id[0])
-        snprintf(request_id, sizeof(request_id), "%s", d->request_id);
-    else
-        snprintf(request_id, sizeof(request_id), "mw-invalid-%08x", av_get_random_seed());
-    snprintf(d->request_id, sizeof(d->request_id), "%s", request_id);
-    mw_log_context_set(d->message_id, request_id);
+    invalid_job_id(d, job_id, sizeof(job_id));
+    if (!d->request_id[0])
+        snprintf(d->request_id, sizeof(d->request_id), "mw-invalid-%08x", av_get_random_seed());
+    mw_log_context_set(job_id, d->request_id);
     mw_log(MW_LOG_ERROR, "slot", "invalid message dead-lettered: %s", err);
     mw_metrics_add(s->shared->metrics, MW_METRIC_INVALID, 1);
     if (user_id > 0 && (report = failed_report(job_id, "", MW_ERR_INVALID_MESSAGE, err))) {
-        int ret = mw_reporter_send(s->reporter, user_id, job_id, request_id, report, detail, sizeof(detail));
+        int ret = mw_reporter_send(s->reporter, user_id, job_id, d->request_id, report, detail, sizeof(detail));
         if (ret < 0)
             mw_log(MW_LOG_WARN, "slot", "failure report for the invalid message not delivered: %s", detail);
     }
-    mw_events_publish(s->broker, "job.failed", job_id, request_id, user_id, NULL);
+    mw_events_publish(s->broker, "job.failed", job_id, d->request_id, user_id, NULL);
     cJSON_Delete(report);
     mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, err);
 }
@@ -330,8 +356,10 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
 
     ret = mw_job_parse(d->body, d->body_size, d->message_id[0] ? d->message_id : NULL,
                        d->request_id[0] ? d->request_id : NULL, s->cfg, &job, &user_id, err, sizeof(err));
-    if (ret < 0) {
-        reject_invalid(s, d, user_id, err);
+    if (ret < 0 || d->refused[0]) {
+        mw_job_free(&job);
+        reject_invalid(s, d, user_id, d->refused[0] ? d->refused : err);
+        mw_log_context_set(NULL, NULL);
         return;
     }
     mw_log_context_set(job->job_id, job->request_id);

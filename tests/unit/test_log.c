@@ -57,6 +57,40 @@ static void text_lines_and_no_context(void **state)
     assert_null(strstr(captured, "job="));
 }
 
+/* A value from outside (a file name, an id) cannot end the line and forge the next one. */
+static void text_lines_cannot_be_forged(void **state)
+{
+    FILE *sink = capture(MW_LOG_INFO, MW_LOG_FORMAT_TEXT);
+
+    (void)state;
+    mw_log_context_set("job\r\n1", "req\n2026-01-01T00:00:00.000Z error [slot] forged");
+    mw_log(MW_LOG_INFO, "slot", "file %s", "a.mp4\n2026-01-01T00:00:00.000Z info  [slot] job completed\x1b[2J\xff");
+    mw_log_context_set(NULL, NULL);
+    fclose(sink);
+    assert_non_null(strchr(captured, '\n'));
+    assert_null(strchr(strchr(captured, '\n') + 1, '\n'));
+    assert_null(strchr(captured, '\r'));
+    assert_null(strchr(captured, '\x1b'));
+    assert_non_null(strstr(captured, "job=job\\x0d\\x0a1"));
+    assert_non_null(strstr(captured, "a.mp4\\x0a2026"));
+    assert_non_null(strstr(captured, "\\x1b[2J\\xff\n"));
+}
+
+/* A JSON line stays valid UTF-8 when a message carries bytes that are not. */
+static void json_lines_stay_valid_utf8(void **state)
+{
+    FILE *sink = capture(MW_LOG_INFO, MW_LOG_FORMAT_JSON);
+    cJSON *line;
+
+    (void)state;
+    mw_log(MW_LOG_INFO, "probe", "title %s", "caf\xc3\xa9 \xc3(\xed\xa0\x80");
+    fclose(sink);
+    line = cJSON_Parse(captured);
+    assert_non_null(line);
+    assert_string_equal(cJSON_GetObjectItem(line, "msg")->valuestring, "title caf\xc3\xa9 \\xc3(\\xed\\xa0\\x80");
+    cJSON_Delete(line);
+}
+
 static void libav_messages_are_routed_whole(void **state)
 {
     FILE *sink = capture(MW_LOG_DEBUG, MW_LOG_FORMAT_JSON);
@@ -121,6 +155,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_lines_carry_the_context_and_escape),
         cmocka_unit_test(text_lines_and_no_context),
+        cmocka_unit_test(text_lines_cannot_be_forged),
+        cmocka_unit_test(json_lines_stay_valid_utf8),
         cmocka_unit_test(libav_messages_are_routed_whole),
         cmocka_unit_test(an_overlong_libav_line_does_not_silence_the_next),
         cmocka_unit_test(names_parse_both_ways),
