@@ -10,7 +10,8 @@
  *  - Landlock (where the kernel has it): the filesystem shrinks to the listed directories, read-only or
  *    read-write, so other users' uploads, /etc and the supervisor's secrets are unreadable;
  *  - a seccomp filter that allows the system calls the libav pipeline makes and fails everything else with
- *    EPERM: no sockets, no exec, no fork (threads only), no ptrace, no mounts, no namespaces.
+ *    EPERM: no sockets, no exec, no fork (threads only), no ptrace, no mounts, no namespaces, and signals,
+ *    priorities and limits only for the calling process itself.
  * Which layers took effect is reported, since Landlock depends on the kernel.
  */
 #ifndef MEDIAWORKER_SANDBOX_H
@@ -19,7 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MW_SANDBOX_MAX_PATHS 8
+#define MW_SANDBOX_MAX_PATHS 16
 
 struct mw_sandbox_policy {
     const char *read_only[MW_SANDBOX_MAX_PATHS];   /* NULL-terminated directories (or files) */

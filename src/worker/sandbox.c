@@ -3,7 +3,9 @@
  * glibc and libav do (strace of the test suite's jobs): memory management, file I/O on descriptors and on
  * paths (Landlock decides which paths), threads (clone with CLONE_THREAD only; clone3 answers ENOSYS so
  * glibc falls back to clone, whose flags a filter can inspect), futexes, time, signals for the process
- * itself, and send/recv on the descriptors it already holds (the socketpair to the supervisor). Creating
+ * itself, and send/recv on the descriptors it already holds (the socketpair to the supervisor). Calls that
+ * name another process (signals, priorities, affinity, resource limits) are allowed only on the job process
+ * itself, since the filter is built per job with its pid. Creating
  * sockets, connecting, exec, ptrace, mount, namespaces and keyrings fail with EPERM, which libraries handle
  * as an ordinary error instead of dying mid-job.
  */
@@ -43,20 +45,20 @@ static const int allowed_syscalls[] = {
     SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
     SCMP_SYS(pipe2), SCMP_SYS(ioctl), SCMP_SYS(fadvise64), SCMP_SYS(umask), SCMP_SYS(utimensat),
     SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
-    SCMP_SYS(membarrier), SCMP_SYS(futex), SCMP_SYS(set_robust_list), SCMP_SYS(get_robust_list),
-    SCMP_SYS(rseq), SCMP_SYS(set_tid_address), SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity),
-    SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_getparam), SCMP_SYS(sched_getscheduler),
-    SCMP_SYS(sched_get_priority_max), SCMP_SYS(sched_get_priority_min), SCMP_SYS(getpriority),
-    SCMP_SYS(setpriority), SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(getpid), SCMP_SYS(gettid),
+    SCMP_SYS(membarrier), SCMP_SYS(futex), SCMP_SYS(set_robust_list),
+    SCMP_SYS(rseq), SCMP_SYS(set_tid_address), SCMP_SYS(sched_yield),
+   
+    SCMP_SYS(sched_get_priority_max), SCMP_SYS(sched_get_priority_min),
+    SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(getpid), SCMP_SYS(gettid),
     SCMP_SYS(getppid), SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
-    SCMP_SYS(getresuid), SCMP_SYS(getresgid), SCMP_SYS(getrlimit), SCMP_SYS(prlimit64), SCMP_SYS(getrusage),
+    SCMP_SYS(getresuid), SCMP_SYS(getresgid), SCMP_SYS(getrlimit), SCMP_SYS(getrusage),
     SCMP_SYS(sysinfo), SCMP_SYS(uname), SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres),
     SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday), SCMP_SYS(time),
     SCMP_SYS(getrandom), SCMP_SYS(rt_sigaction), SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(sigaltstack), SCMP_SYS(tgkill), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(select),
+    SCMP_SYS(sigaltstack), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(select),
     SCMP_SYS(pselect6), SCMP_SYS(epoll_create1), SCMP_SYS(epoll_ctl), SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait), SCMP_SYS(eventfd2), SCMP_SYS(sendmsg), SCMP_SYS(recvmsg), SCMP_SYS(sendto),
-    SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(get_mempolicy), SCMP_SYS(prctl), SCMP_SYS(arch_prctl),
+    SCMP_SYS(recvfrom), SCMP_SYS(shutdown), SCMP_SYS(get_mempolicy), SCMP_SYS(arch_prctl),
     /* A stopped and continued process (SIGSTOP/SIGCONT, a debugger) resumes its interrupted call with this. */
     SCMP_SYS(restart_syscall), SCMP_SYS(fstatfs), SCMP_SYS(statfs), SCMP_SYS(close_range), SCMP_SYS(fchmod),
     SCMP_SYS(fchmodat),
@@ -77,6 +79,17 @@ static const int allowed_syscalls[] = {
 #endif
 
 static const int leak_scan_syscalls[] = {SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(getdents)};
+
+/* What a job may ask prctl for: thread names (libav and x264 name their threads), reading its own state,
+ * naming anonymous memory (glibc's allocator). Not PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_PTRACER and
+ * the rest, which change how other processes may treat this one. */
+static const int allowed_prctl_options[] = {
+    PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_CAPBSET_READ, PR_GET_NO_NEW_PRIVS, PR_GET_SECCOMP,
+    0x53564d41 /* PR_SET_VMA */, PR_GET_TIMERSLACK,
+};
+
+/* LeakSanitizer's tracer sets these on itself before it attaches to the threads. */
+static const int leak_scan_prctl_options[] = {PR_SET_PDEATHSIG, PR_SET_PTRACER, PR_SET_DUMPABLE};
 
 static int forbid_core_dumps(void)
 {
@@ -178,6 +191,40 @@ static int apply_landlock(const struct mw_sandbox_policy *policy, struct mw_sand
     return ret;
 }
 
+static int allow_for_self(scmp_filter_ctx filter, pid_t self)
+{
+    int ret = 0;
+
+    /* Signals only to this process (its threads included: tgkill names the thread group). kill(0, ..) and
+     * negative pids reach the process group, so only the own pid passes; tkill names no group and is refused. */
+    ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    if (ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    /* Priorities of the calling thread only (who = 0), which is how the encoders lower their threads. */
+    if (ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
+                               SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+    if (ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(getpriority), 2,
+                               SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+    /* Calls that take a pid, where 0 means the caller: other pids are refused. */
+    static const int own_pid_calls[] = {
+        SCMP_SYS(sched_getaffinity), SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_getparam),
+        SCMP_SYS(sched_getscheduler), SCMP_SYS(prlimit64), SCMP_SYS(get_robust_list),
+    };
+    for (size_t i = 0; ret == 0 && i < sizeof(own_pid_calls) / sizeof(own_pid_calls[0]); i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, own_pid_calls[i], 1, SCMP_A0(SCMP_CMP_EQ, 0));
+    for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl_options) / sizeof(allowed_prctl_options[0]); i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl_options[i]));
+    for (size_t i = 0; LEAK_SCAN_AT_EXIT && ret == 0 &&
+                       i < sizeof(leak_scan_prctl_options) / sizeof(leak_scan_prctl_options[0]); i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)leak_scan_prctl_options[i]));
+    return ret;
+}
+
 static int apply_seccomp(struct mw_sandbox_status *status)
 {
     scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ERRNO(EPERM));
@@ -187,6 +234,8 @@ static int apply_seccomp(struct mw_sandbox_status *status)
         return AVERROR(ENOMEM);
     for (size_t i = 0; i < sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]) && ret == 0; i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed_syscalls[i], 0);
+    if (ret == 0)
+        ret = allow_for_self(filter, getpid());
     /* Threads yes, processes no: clone is allowed only with CLONE_THREAD. */
     if (ret == 0 && LEAK_SCAN_AT_EXIT)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0);

@@ -289,7 +289,8 @@ def main():
         counts[f"{kind}:{result}"] = counts.get(f"{kind}:{result}", 0) + 1
         processed = [a for a in attempts if a[0] == 200 and a[1].get("status") == "processed"]
         repeats += max(0, len(processed) - 1)
-        check(all(key == job_id for _, _, key in attempts), f"{job_id}: a report without its Idempotency-Key")
+        check(all(key and key.split(":", 1)[1] == job_id for _, _, key in attempts),
+              f"{job_id}: a report without its Idempotency-Key (<user>:<job>)")
         if kind in VALID:
             check(result in ("ok", "killed"), f"{job_id} ({kind}): ended {result}: "
                   f"{[(s, nf.get('status'), nf.get('error')) for s, nf, _ in attempts]}")

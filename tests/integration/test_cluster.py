@@ -101,8 +101,8 @@ def scenario(work, input_root, mode):
         check(set(reported) == set(jobs), f"every job reported ({len(set(reported))} of {JOBS})")
         check(all(x["json"]["new_file"].get("status") == "processed" for x in reqs if x["json"]),
               "every report says processed")
-        check(all(x["headers"].get("Idempotency-Key") == x["json"]["new_file"]["job_id"] for x in reqs if x["json"]),
-              "every report carries its job id as Idempotency-Key")
+        check(all(x["headers"].get("Idempotency-Key") == x["path"].split("/")[4] + ":" + x["json"]["new_file"]["job_id"]
+                  for x in reqs if x["json"]), "every report carries <user>:<job id> as Idempotency-Key")
         repeats = len(reported) - len(set(reported))
         times = sorted(x["time"] for x in reqs if stop_at - 1 <= x["time"] <= done_at)
         gap = max((b - a for a, b in zip(times, times[1:])), default=0)

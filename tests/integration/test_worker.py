@@ -53,7 +53,8 @@ def test_seed_message(broker, ds, roots):
     nf = r["json"]["new_file"]
     check(r["method"] == "PATCH" and r["path"] == "/api/v1/users/42/files", f"seed: PATCH path {r['path']}")
     check(r["headers"].get("X-Request-ID") == "req-seed-1", "seed: X-Request-ID propagated")
-    check(r["headers"].get("Idempotency-Key") == job_id == nf.get("job_id"), "seed: Idempotency-Key is the job id")
+    check(r["headers"].get("Idempotency-Key") == f"42:{job_id}" and job_id == nf.get("job_id"),
+          "seed: Idempotency-Key is <user>:<job id>")
     check(nf.get("status") == "processed", f"seed: status {nf.get('status')}")
     check(nf.get("probe", {}).get("streams", [{}])[0].get("width") == 320, "seed: probe summary in the report")
     check(nf.get("probe", {}).get("streams", [{}])[0].get("codec") == "h264", "seed: the full probe is in the report")
@@ -93,7 +94,7 @@ def test_run_with_report(broker, ds, roots):
     check(out.returncode == 0, f"run --report: exit {out.returncode}: {out.stderr[-500:]}")
     check([r["status"] for r in ds.requests] == [503, 200], "run --report: retried the 503")
     r = ds.requests[-1]
-    check(r["headers"].get("Idempotency-Key") == "run-report-1" and
+    check(r["headers"].get("Idempotency-Key") == "3:run-report-1" and
           r["headers"].get("Authorization") == "Bearer s3cret", "run --report: idempotency key and bearer token")
     check("s3cret" not in out.stderr, "run --report: the token is not logged")
     ds.reset(default=404)
@@ -152,7 +153,7 @@ def test_report_503_then_200(broker, ds, roots):
     check(len(new_files(ds.requests, job_id, 200)) == 1, "503: exactly one successful report")
     check(reqs[2]["time"] - reqs[1]["time"] >= 0.95, "503: Retry-After: 1 honoured")
     keys = {r["headers"].get("Idempotency-Key") for r in ds.requests}
-    check(keys == {job_id}, "503: every attempt carries the same Idempotency-Key")
+    check(keys == {f"5:{job_id}"}, "503: every attempt carries the same Idempotency-Key")
     check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "503: acked once, nothing retried")
 
 
