@@ -40,6 +40,7 @@
     X(JOB_MEMORY,        'J', 'M', "job process hit its memory limit")                          \
     X(JOB_CPU,           'J', 'U', "job process hit its CPU-time limit")                        \
     X(JOB_LOST,          'J', 'L', "job process could not take the job")                        \
+    X(JOB_PROTOCOL,      'J', 'P', "job process answered something other than its job's result") \
     X(URL_REFUSED,       'U', 'R', "URL refused by the network policy")                         \
     X(DOWNLOAD_TOO_LARGE,'D', 'T', "download is larger than the configured limit")              \
     X(DOWNLOAD_REJECTED, 'D', 'R', "the server refused the download")                           \

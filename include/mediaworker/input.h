@@ -29,6 +29,12 @@ struct mw_input;
  */
 int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_limits *limits, int64_t deadline);
 
+/*
+ * As mw_input_open_file, for a file the caller already opened (a confined job process gets its input opened
+ * before it drops its privileges). The input reads through its own duplicate of fd; the caller keeps fd.
+ */
+int mw_input_open_fd(struct mw_input **out, int fd, const struct mw_limits *limits, int64_t deadline);
+
 /* As mw_input_open_file, on bytes in memory (fuzzing, tests). data must outlive the input. */
 int mw_input_open_memory(struct mw_input **out, const uint8_t *data, size_t size, const struct mw_limits *limits,
                          int64_t deadline);

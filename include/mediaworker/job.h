@@ -36,6 +36,7 @@ struct mw_job {
     char path[1024];           /* file_info.path as given (relative to the input root) */
     char url[2048];            /* file_info.url, when the file must be downloaded */
     char local_input[1024];    /* absolute path of the downloaded copy of url, set by whoever downloaded it */
+    int input_fd;              /* the input, opened by a job process before it confined itself; -1: by path */
     char name[256];
     char content_type[128];
     int operation_count;

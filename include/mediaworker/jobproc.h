@@ -5,14 +5,18 @@
  * fork, so it starts from a clean state no matter which threads the supervisor runs). It talks to its slot
  * thread over a socketpair on fd 3 with length-prefixed frames: a 4-byte big-endian length, then the
  * payload. The first frame is the supervisor's struct mw_config, byte for byte (same binary, same
- * layout), so flags given to `serve` reach the job process too. Then, per job: the supervisor sends
- * {"body", "message_id", "request_id"}; the job process answers zero or more {"progress": {...}} frames and
- * one {"ret": int, "result": {...}} frame.
+ * layout), so flags given to `serve` reach the job process too. The job process stays warm and forks one
+ * confined child per job (jobchild.c). Per job: the supervisor sends {"nonce", "body", "message_id",
+ * "request_id", "local_input"}, with a fresh random nonce; it gets back 'C' frames relayed from the child
+ * (zero or more {"nonce", "progress": {...}} and exactly one {"nonce", "job_id", "ret", "result"}) and one
+ * 'E' frame from the warm process once the child has exited. An answer that does not match the job (wrong
+ * nonce or job id, a second result, outputs outside the job's folder, a frame that is not JSON) is a
+ * protocol violation: the job process is killed and only that job fails, with JOB_PROTOCOL.
  *
  * Limits: RLIMIT_AS (MW_JOB_MEMORY_MB), RLIMIT_CPU per job (MW_JOB_CPU_SECONDS, SIGXCPU), RLIMIT_FSIZE
- * (MW_JOB_FILE_SIZE_MB), and the job deadline, enforced by the supervisor with SIGKILL. A process that dies
- * fails only its job, with the reason; it is replaced for the next job, and recycled after
- * MW_JOBS_PER_PROCESS jobs.
+ * (MW_JOB_FILE_SIZE_MB), and the job deadline, enforced by the supervisor with SIGKILL. A child that dies
+ * fails only its job, with the reason; the warm process is replaced when it dies itself, and recycled
+ * after MW_JOBS_PER_PROCESS jobs.
  */
 #ifndef MEDIAWORKER_JOBPROC_H
 #define MEDIAWORKER_JOBPROC_H
@@ -38,6 +42,14 @@
  */
 int mw_jobproc_frame_write(int fd, const void *data, size_t size);
 
+/* The first byte of each frame the job process sends the supervisor: who wrote the rest. */
+#define MW_JOBPROC_READY_FRAME 'R'   /* the warm process: set up, takes jobs ({"ready", "job_identity", ...}) */
+#define MW_JOBPROC_CHILD_FRAME 'C'   /* relayed from the job's child, as the child wrote it (untrusted) */
+#define MW_JOBPROC_END_FRAME   'E'   /* the warm process: the child is gone ({"nonce", "status"}) */
+
+/* As mw_jobproc_frame_write, with the type byte first; written by the warm process only. */
+int mw_jobproc_frame_write_typed(int fd, char type, const void *data, size_t size);
+
 /*
  * Reads one frame into a new NUL-terminated buffer *data (free with av_free) of *size bytes, waiting until
  * deadline (av_gettime_relative() microseconds; 0 = forever). Returns 0, AVERROR_EOF when the peer closed
@@ -48,6 +60,8 @@ int mw_jobproc_frame_read(int fd, char **data, size_t *size, int64_t deadline);
 
 /* One job as the queue delivered it; the job process parses it again with the same ids. */
 struct mw_job_message {
+    const char *job_id;           /* what the supervisor's own parse made of it: the answer must say the same */
+    int64_t user_id;
     const char *body;
     size_t body_size;
     const char *message_id;       /* "" when the message had none */

@@ -229,6 +229,7 @@ int mw_job_parse(const char *body, size_t length, const char *message_id, const 
         goto end;
     }
     job->user_id = user_id;
+    job->input_fd = -1;
     if ((ret = mw_job_digest(body, length, job->digest)) < 0 ||
         (ret = set_job_id(root, message_id, job, err, err_size)) < 0 ||
         (ret = parse_file_info(root, job, err, err_size)) < 0 ||

@@ -101,7 +101,7 @@ static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
     ret = mw_job_output_dir(ctx);
     if (ret < 0)
         goto end;
-    ret = mw_input_open_file(&in, ctx->input_path, &ctx->cfg->limits, ctx->deadline);
+    ret = mw_job_open_input(ctx, &in);
     if (ret < 0)
         goto end;
     result = av_mallocz(sizeof(*result));

@@ -59,6 +59,9 @@ const struct mw_operation_handler *mw_operation_find(const char *type);
  */
 int mw_job_output_dir(struct mw_job_context *ctx);
 
+/* Opens the job's input (again: each caller reads it from the start). 0 or a negative error. */
+int mw_job_open_input(struct mw_job_context *ctx, struct mw_input **in);
+
 /*
  * Adds an output descriptor {type, path, bytes, ...} for a file written under ctx->output_dir; path is
  * reported relative to the output root. Returns the new object (owned by ctx->outputs) or NULL on ENOMEM.

@@ -246,6 +246,13 @@ int mw_job_output_dir(struct mw_job_context *ctx)
     return 0;
 }
 
+int mw_job_open_input(struct mw_job_context *ctx, struct mw_input **in)
+{
+    if (ctx->job->input_fd >= 0)
+        return mw_input_open_fd(in, ctx->job->input_fd, &ctx->cfg->limits, ctx->deadline);
+    return mw_input_open_file(in, ctx->input_path, &ctx->cfg->limits, ctx->deadline);
+}
+
 /* True when some operation of the job can work on this input, so the ones that cannot are skipped. */
 static int another_applies(const struct mw_job_context *ctx)
 {
@@ -325,7 +332,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     if (ret < 0)
         goto end;
     ctx.input_path = input_path;
-    ret = mw_input_open_file(&ctx.input, input_path, &cfg->limits, ctx.deadline);
+    ret = mw_job_open_input(&ctx, &ctx.input);
     if (ret < 0) {
         snprintf(ctx.error_detail, sizeof(ctx.error_detail), "%.200s", input_source(job));
         goto end;

@@ -80,34 +80,32 @@ static int read_packet(void *opaque, uint8_t *buf, int buf_size)
         in->position += got;
         return (int)got;
     }
+    /* pread at our own position: inputs opened from one descriptor (dup'd) share no file offset. */
     do {
-        got = read(in->fd, buf, (size_t)buf_size);
+        got = pread(in->fd, buf, (size_t)buf_size, (off_t)in->position);
     } while (got < 0 && errno == EINTR);
     if (got < 0)
         return AVERROR(errno);
+    in->position += got;
     return got == 0 ? AVERROR_EOF : (int)got;
 }
 
 static int64_t seek(void *opaque, int64_t offset, int whence)
 {
     struct mw_input *in = opaque;
-    off_t result;
+    int64_t target;
 
     if (whence == AVSEEK_SIZE)
         return in->size;
     whence &= ~AVSEEK_FORCE;
-    if (in->fd < 0) {
-        int64_t target = whence == SEEK_SET ? offset : whence == SEEK_CUR ? in->position + offset
-                                                                          : in->size + offset;
-        if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
-            return AVERROR(EINVAL);
-        if (target < 0 || target > in->size)
-            return AVERROR(EINVAL);
-        in->position = target;
-        return target;
-    }
-    result = lseek(in->fd, offset, whence);
-    return result < 0 ? AVERROR(errno) : result;
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END)
+        return AVERROR(EINVAL);
+    target = whence == SEEK_SET ? offset : whence == SEEK_CUR ? in->position + offset : in->size + offset;
+    /* A file does not change size under a job (uploads are complete when the message is sent). */
+    if (target < 0 || target > in->size)
+        return AVERROR(EINVAL);
+    in->position = target;
+    return target;
 }
 
 /* Demuxers that open further files (playlists, references) get nothing: one upload is one file. */
@@ -276,21 +274,12 @@ static struct mw_input *input_alloc(const struct mw_limits *limits, int64_t dead
     return in;
 }
 
-int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_limits *limits, int64_t deadline)
+/* Takes in->fd (open, possibly O_NONBLOCK) through the file checks and the container open. */
+static int open_descriptor(struct mw_input **out, struct mw_input *in)
 {
-    struct mw_input *in;
     struct stat st;
     int ret;
 
-    *out = NULL;
-    in = input_alloc(limits, deadline);
-    if (!in)
-        return AVERROR(ENOMEM);
-    in->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (in->fd < 0) {
-        ret = errno == ELOOP ? MW_ERR_PATH_REFUSED : AVERROR(errno);
-        goto fail;
-    }
     if (fstat(in->fd, &st) < 0) {
         ret = AVERROR(errno);
         goto fail;
@@ -299,7 +288,7 @@ int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_
         ret = MW_ERR_NOT_REGULAR_FILE;
         goto fail;
     }
-    if (st.st_size > limits->max_input_bytes) {
+    if (st.st_size > in->limits.max_input_bytes) {
         ret = MW_ERR_INPUT_TOO_LARGE;
         goto fail;
     }
@@ -317,6 +306,42 @@ int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_
 fail:
     mw_input_close(&in);
     return ret;
+}
+
+int mw_input_open_file(struct mw_input **out, const char *path, const struct mw_limits *limits, int64_t deadline)
+{
+    struct mw_input *in;
+    int ret;
+
+    *out = NULL;
+    in = input_alloc(limits, deadline);
+    if (!in)
+        return AVERROR(ENOMEM);
+    in->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (in->fd < 0) {
+        ret = errno == ELOOP ? MW_ERR_PATH_REFUSED : AVERROR(errno);
+        mw_input_close(&in);
+        return ret;
+    }
+    return open_descriptor(out, in);
+}
+
+int mw_input_open_fd(struct mw_input **out, int fd, const struct mw_limits *limits, int64_t deadline)
+{
+    struct mw_input *in;
+    int ret;
+
+    *out = NULL;
+    in = input_alloc(limits, deadline);
+    if (!in)
+        return AVERROR(ENOMEM);
+    in->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (in->fd < 0) {
+        ret = AVERROR(errno);
+        mw_input_close(&in);
+        return ret;
+    }
+    return open_descriptor(out, in);
 }
 
 int mw_input_open_memory(struct mw_input **out, const uint8_t *data, size_t size, const struct mw_limits *limits,

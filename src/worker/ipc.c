@@ -29,21 +29,34 @@ static int write_all(int fd, const uint8_t *data, size_t size)
     return 0;
 }
 
-int mw_jobproc_frame_write(int fd, const void *data, size_t size)
+/* The header of a frame of size bytes, and its type byte when type is not 0. */
+static int write_frame(int fd, char type, const void *data, size_t size)
 {
-    uint8_t header[4];
+    uint8_t header[5];
+    size_t total = size + (type ? 1 : 0);
     int ret;
 
-    if (size > MW_JOBPROC_MAX_FRAME)
+    if (total > MW_JOBPROC_MAX_FRAME)
         return AVERROR(EMSGSIZE);
-    header[0] = (uint8_t)(size >> 24);
-    header[1] = (uint8_t)(size >> 16);
-    header[2] = (uint8_t)(size >> 8);
-    header[3] = (uint8_t)size;
-    ret = write_all(fd, header, sizeof(header));
+    header[0] = (uint8_t)(total >> 24);
+    header[1] = (uint8_t)(total >> 16);
+    header[2] = (uint8_t)(total >> 8);
+    header[3] = (uint8_t)total;
+    header[4] = (uint8_t)type;
+    ret = write_all(fd, header, type ? 5 : 4);
     if (ret == 0)
         ret = write_all(fd, data, size);
     return ret;
+}
+
+int mw_jobproc_frame_write(int fd, const void *data, size_t size)
+{
+    return write_frame(fd, 0, data, size);
+}
+
+int mw_jobproc_frame_write_typed(int fd, char type, const void *data, size_t size)
+{
+    return write_frame(fd, type, data, size);
 }
 
 /* Reads exactly size bytes; AVERROR_EOF when the peer closed before the first byte, INVALIDDATA after. */

@@ -1,24 +1,40 @@
 /*
- * The job-process side: receive the configuration, apply the limits, then run jobs one at a time until
- * the supervisor closes the socket.
+ * The job-process side: a warm process that forks one confined child per job.
  *
- * The memory cap is RLIMIT_AS. When an allocation fails under it, libav reports ENOMEM, which in a job
- * process means "this job needs more than MW_JOB_MEMORY_MB": the job fails with JOB_MEMORY (permanent) and
- * the process asks to be replaced, since code that ran out of memory half-way is not trusted further.
- * The CPU cap is per job: before each job the soft RLIMIT_CPU is moved to the CPU time used so far plus
- * MW_JOB_CPU_SECONDS (the hard limit stays unlimited so it can be moved again); passing it raises SIGXCPU,
- * which kills the process and the supervisor reports "cpu limit".
+ * The warm process receives the configuration, sets the limits every job inherits, loads the libraries and
+ * then only waits for jobs: it never opens an upload, never decodes, and holds nobody's data. For each job
+ * it forks a child, which prepares exactly that job's files while it still may (opens its one input,
+ * creates its one output folder), then confines itself with that job's paths (see sandbox.h: an
+ * unprivileged user, no new privileges, Landlock on those paths alone, a seccomp filter built with its own
+ * pid) before it reads a byte of the upload. The child runs the job, answers, and exits: a hostile file can
+ * neither reach another job's files nor leave anything behind in memory for the next user's job, and the
+ * fork costs far less than starting a process (the libraries are loaded and relocated once).
+ *
+ * The child never holds the supervisor's socket. It writes its frames to a socketpair of its own; the warm
+ * process relays each as a 'C' frame and, once the child has exited, sends an 'E' frame with its wait
+ * status. Whatever a compromised child writes stays inside its own job's frames, and the supervisor checks
+ * those (jobproc.c).
+ *
+ * The memory cap is RLIMIT_AS, set once here and inherited. When an allocation fails under it, libav
+ * reports ENOMEM, which in a job means "this job needs more than MW_JOB_MEMORY_MB": it fails with
+ * JOB_MEMORY (permanent). The CPU cap is RLIMIT_CPU of the child, which starts at zero CPU time: passing it
+ * raises SIGXCPU, and the supervisor reports "cpu limit".
  */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libavutil/error.h>
@@ -35,6 +51,8 @@
 #define PROGRESS_INTERVAL_US 250000
 /* Room a job gets at least, above what the process maps before its first job. */
 #define MIN_HEADROOM_MB 16
+/* Who job processes run as when the worker is root and MW_JOB_USER is not set: "nobody" on Debian. */
+#define DEFAULT_JOB_UID 65534
 
 #if defined(__SANITIZE_ADDRESS__)
 #define MW_ADDRESS_SANITIZER 1
@@ -44,10 +62,22 @@
 #endif
 #endif
 
-struct child {
+struct warm {
     struct mw_config cfg;
-    int fd;
+    int fd;                       /* the socket to the supervisor */
+    pid_t pid;
+    int drop_user;                /* children switch to uid/gid */
+    uid_t uid;
+    gid_t gid;
+};
+
+/* State of the child while its job runs. */
+struct child {
+    const struct mw_config *cfg;
+    int fd;                       /* the child's own socket to the warm process */
+    const char *nonce;
     int64_t last_progress;
+    int proc_status_fd, proc_statm_fd;
 };
 
 static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
@@ -58,36 +88,12 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
-/*
- * The process's own /proc files are opened once, before the sandbox: Landlock cannot keep a rule on
- * /proc/<pid> (procfs may drop and recreate those inodes), so they are read through descriptors held open.
- */
-static int proc_status_fd = -1, proc_statm_fd = -1;
-
-static void open_proc_files(void)
-{
-    proc_status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    proc_statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-}
-
-/* Reads a whole /proc file through its kept descriptor; "" when unavailable. */
+/* Reads a whole /proc file through a descriptor opened before the sandbox; "" when unavailable. */
 static void read_proc(int fd, char *buf, size_t size)
 {
     ssize_t got = fd >= 0 ? pread(fd, buf, size - 1, 0) : -1;
 
     buf[got > 0 ? got : 0] = '\0';
-}
-
-/* Resident memory now, in bytes; 0 when unknown. */
-static uint64_t resident_bytes(void)
-{
-    char text[128];
-    unsigned long long size = 0, resident = 0;
-
-    read_proc(proc_statm_fd, text, sizeof(text));
-    if (sscanf(text, "%llu %llu", &size, &resident) != 2)
-        resident = 0;
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 #ifndef MW_ADDRESS_SANITIZER
@@ -96,8 +102,11 @@ static uint64_t mapped_bytes(void)
 {
     char text[128];
     unsigned long long pages = 0;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 
-    read_proc(proc_statm_fd, text, sizeof(text));
+    read_proc(fd, text, sizeof(text));
+    if (fd >= 0)
+        close(fd);
     if (sscanf(text, "%llu", &pages) != 1)
         pages = 0;
     return (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
@@ -132,64 +141,42 @@ static int apply_limits(const struct mw_config *cfg)
 }
 
 /*
- * Confines this process before it reads any upload (see sandbox.h). What it may still read: the uploads,
- * the system's libraries and loader cache (hardware drivers are loaded late); what
- * it may write: outputs and scratch space; on GPU nodes, the device nodes. The hardware device is opened
- * first, while the driver may still do whatever it needs to start.
+ * Which user the children run as: MW_JOB_USER, or by default an unprivileged uid when the worker is root
+ * (as in most containers), so the confinement does not depend on an operator remembering a setting.
+ * Whether the switch really works (a container without CAP_SETUID cannot) is tried once in a throwaway
+ * child; the answer travels to the supervisor in the ready frame.
  */
-static int enter_sandbox(const struct mw_config *cfg)
+static int choose_identity(struct warm *w, char *identity, size_t size)
 {
-    static const char *const system_paths[] = {"/usr", "/etc/ld.so.cache", NULL};
-    struct mw_sandbox_policy policy = {0};
-    struct mw_sandbox_status status;
-    struct mw_hwaccel_choice choice;
-    AVBufferRef *device = NULL;
-    int read_only = 0, read_write = 0;
-    int ret;
+    pid_t pid;
+    int status = 0;
 
-    if (mw_hwaccel_shared(cfg, &device, &choice) < 0)
-        return -1;
-    av_buffer_unref(&device);
-    if ((ret = mw_path_mkdirs(cfg->output_root)) < 0 || (ret = mw_path_mkdirs(cfg->scratch_dir)) < 0) {
-        mw_log(MW_LOG_ERROR, "jobproc", "cannot create the output or scratch directory: %s", mw_err2str(ret));
-        return -1;
-    }
-    policy.read_only[read_only++] = cfg->input_root;
-    for (const char *const *path = system_paths; *path; path++)
-        if (access(*path, F_OK) == 0)
-            policy.read_only[read_only++] = *path;
-    policy.read_write[read_write++] = cfg->output_root;
-    policy.read_write[read_write++] = cfg->scratch_dir;
-    if (cfg->hwaccel != MW_HWACCEL_NONE)
-        policy.read_write[read_write++] = "/dev";
-    if (cfg->job_user[0]) {
-        const struct passwd *user = getpwnam(cfg->job_user);
+    if (w->cfg.job_user[0]) {
+        const struct passwd *user = getpwnam(w->cfg.job_user);
         if (!user) {
-            mw_log(MW_LOG_ERROR, "jobproc", "MW_JOB_USER: no user \"%s\"", cfg->job_user);
+            mw_log(MW_LOG_ERROR, "jobproc", "MW_JOB_USER: no user \"%s\"", w->cfg.job_user);
             return -1;
         }
-        policy.uid = user->pw_uid;
-        policy.gid = user->pw_gid;
-        policy.run_as_user = 1;
+        w->uid = user->pw_uid;
+        w->gid = user->pw_gid;
+    } else {
+        w->uid = DEFAULT_JOB_UID;
+        w->gid = DEFAULT_JOB_UID;
     }
-    ret = mw_sandbox_apply(&policy, &status);
-    if (ret < 0) {
-        mw_log(MW_LOG_ERROR, "jobproc", "cannot enter the sandbox: %s", mw_err2str(ret));
-        return -1;
+    if (geteuid() != 0) {
+        snprintf(identity, size, "uid %d (the worker's own; not root, so nothing to drop)", (int)geteuid());
+        return 0;
     }
-    mw_log(MW_LOG_DEBUG, "jobproc", "sandboxed: seccomp %d, landlock abi %d, user dropped %d", status.seccomp,
-           status.landlock_abi, status.user_dropped);
+    pid = fork();
+    if (pid == 0)
+        _exit(setgroups(0, NULL) == 0 && setgid(w->gid) == 0 && setuid(w->uid) == 0 && getuid() == w->uid ? 0 : 1);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        snprintf(identity, size, "root: cannot switch to uid %d (no CAP_SETUID?)", (int)w->uid);
+        return 0;
+    }
+    w->drop_user = 1;
+    snprintf(identity, size, "uid %d", (int)w->uid);
     return 0;
-}
-
-static void arm_cpu_limit(const struct mw_config *cfg)
-{
-    struct rusage usage;
-    rlim_t used = 0;
-
-    if (getrusage(RUSAGE_SELF, &usage) == 0)
-        used = (rlim_t)(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + 1);
-    set_limit(RLIMIT_CPU, used + (rlim_t)cfg->job_cpu_s, RLIM_INFINITY, "RLIMIT_CPU");
 }
 
 static void send_progress(void *opaque, const struct mw_progress *progress)
@@ -203,11 +190,11 @@ static void send_progress(void *opaque, const struct mw_progress *progress)
         return;
     c->last_progress = now;
     len = snprintf(text, sizeof(text),
-                   "{\"progress\":{\"phase\":\"%.64s\",\"done\":%lld,\"total\":%lld,\"percent\":%.2f,"
-                   "\"speed\":%.3f,\"eta_s\":%.1f}}",
-                   progress->phase ? progress->phase : "", (long long)progress->done, (long long)progress->total,
-                   progress->percent, progress->speed, progress->eta_s);
-    if (len > 0 && (size_t)len < sizeof(text) && !strchr(progress->phase ? progress->phase : "", '"'))
+                   "{\"nonce\":\"%s\",\"progress\":{\"phase\":\"%.64s\",\"done\":%lld,\"total\":%lld,"
+                   "\"percent\":%.2f,\"speed\":%.3f,\"eta_s\":%.1f}}",
+                   c->nonce, progress->phase ? progress->phase : "", (long long)progress->done,
+                   (long long)progress->total, progress->percent, progress->speed, progress->eta_s);
+    if (len > 0 && (size_t)len < sizeof(text) && !strpbrk(progress->phase ? progress->phase : "", "\"\\"))
         mw_jobproc_frame_write(c->fd, text, (size_t)len);
 }
 
@@ -216,18 +203,18 @@ static void send_progress(void *opaque, const struct mw_progress *progress)
  * job's own error can hide the cap. The peak address space says it: a process that came within 1/16 of
  * RLIMIT_AS reached the cap.
  */
-static int reached_memory_cap(const struct mw_config *cfg)
+static int reached_memory_cap(const struct child *c)
 {
 #ifdef MW_ADDRESS_SANITIZER
-    (void)cfg;
+    (void)c;
     return 0;
 #else
-    uint64_t cap = (uint64_t)cfg->job_memory_mb << 20;
+    uint64_t cap = (uint64_t)c->cfg->job_memory_mb << 20;
     unsigned long long peak_kb = 0;
     const char *line;
     char text[4096];
 
-    read_proc(proc_status_fd, text, sizeof(text));
+    read_proc(c->proc_status_fd, text, sizeof(text));
     line = strstr(text, "VmPeak:");
     if (!line || sscanf(line, "VmPeak: %llu kB", &peak_kb) != 1)
         return 0;
@@ -249,15 +236,16 @@ static void mark_memory_limit(const struct mw_config *cfg, cJSON *result)
         cJSON_Delete(error);
 }
 
-static int answer(struct child *c, int ret, cJSON *result, int retire)
+static int answer(struct child *c, const char *job_id, int ret, cJSON *result)
 {
     cJSON *response = cJSON_CreateObject();
     char *text = NULL;
-    char fallback[96];
+    char fallback[160];
     int written;
 
-    if (response && cJSON_AddNumberToObject(response, "ret", ret) && cJSON_AddBoolToObject(response, "retire", retire)
-        && (!result || cJSON_AddItemReferenceToObject(response, "result", result)))
+    if (response && cJSON_AddStringToObject(response, "nonce", c->nonce) &&
+        cJSON_AddStringToObject(response, "job_id", job_id) && cJSON_AddNumberToObject(response, "ret", ret) &&
+        (!result || cJSON_AddItemReferenceToObject(response, "result", result)))
         text = cJSON_PrintUnformatted(response);
     cJSON_Delete(response);
     if (text) {
@@ -266,107 +254,245 @@ static int answer(struct child *c, int ret, cJSON *result, int retire)
         return written;
     }
     /* Out of memory even for the answer: the code alone still tells the supervisor what happened. */
-    snprintf(fallback, sizeof(fallback), "{\"ret\":%d,\"retire\":true}", ret == 0 ? AVERROR(ENOMEM) : ret);
+    snprintf(fallback, sizeof(fallback), "{\"nonce\":\"%s\",\"job_id\":\"%s\",\"ret\":%d}", c->nonce, job_id,
+             ret == 0 ? AVERROR(ENOMEM) : ret);
     return mw_jobproc_frame_write(c->fd, fallback, strlen(fallback));
 }
 
-static int serve_one(struct child *c, const char *text, size_t size, int *retire)
+/* Adds path to list (a policy's NULL-terminated array) if it exists and there is room. */
+static void allow_path(const char **list, const char *path)
 {
-    cJSON *request = cJSON_ParseWithLengthOpts(text, size, NULL, 0);
-    const cJSON *body = cJSON_GetObjectItemCaseSensitive(request, "body");
-    const cJSON *message_id = cJSON_GetObjectItemCaseSensitive(request, "message_id");
-    const cJSON *request_id = cJSON_GetObjectItemCaseSensitive(request, "request_id");
-    const cJSON *local_input = cJSON_GetObjectItemCaseSensitive(request, "local_input");
-    struct mw_job *job = NULL;
-    cJSON *result = NULL;
-    char err[256] = "";
-    int near_cap;
+    int count = 0;
+
+    while (count < MW_SANDBOX_MAX_PATHS - 1 && list[count])
+        count++;
+    if (count < MW_SANDBOX_MAX_PATHS - 1 && access(path, F_OK) == 0)
+        list[count] = path;
+}
+
+/* The device nodes of a GPU that was found: NVIDIA's control and unit nodes, and the DRM render nodes. */
+static void allow_gpu_nodes(struct mw_sandbox_policy *policy, char names[][64], int max)
+{
+    DIR *dev = opendir("/dev");
+    struct dirent *entry;
+    int count = 0;
+
+    allow_path(policy->read_write, "/dev/dri");
+    while (dev && count < max && (entry = readdir(dev))) {
+        if (strncmp(entry->d_name, "nvidia", 6))
+            continue;
+        snprintf(names[count], sizeof(names[count]), "/dev/%.50s", entry->d_name);
+        allow_path(policy->read_write, names[count++]);
+    }
+    if (dev)
+        closedir(dev);
+}
+
+/*
+ * Prepares the job's own files with the rights the child still has, then confines it to them. What stays
+ * reachable: the system's libraries (read-only; hardware drivers load late), /dev/null and /dev/urandom, the
+ * job's output folder (read-write; only when it writes outputs) and, on a node where a GPU was found, its
+ * device nodes. The input is an open descriptor; nothing under the input root or the scratch folder is.
+ */
+static int confine(const struct warm *w, struct mw_job *job, char *output_dir, size_t output_size)
+{
+    struct mw_sandbox_policy policy = {.uid = w->uid, .gid = w->gid, .run_as_user = w->drop_user};
+    struct mw_sandbox_status status;
+    struct mw_hwaccel_choice choice;
+    AVBufferRef *device = NULL;
+    char gpu_nodes[8][64];
+    char input_path[4096];
+    const char *reason = NULL;
     int ret;
 
-    if (!cJSON_IsString(body) || !cJSON_IsString(message_id) || !cJSON_IsString(request_id) ||
-        !cJSON_IsString(local_input)) {
-        ret = AVERROR_INVALIDDATA;
-        goto end;
+    if (job->url[0] ? (snprintf(input_path, sizeof(input_path), "%s", job->local_input), job->local_input[0] != 0)
+                    : mw_path_resolve(w->cfg.input_root, job->path, input_path, sizeof(input_path), &reason) == 0)
+        job->input_fd = open(input_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* Opened before the sandbox, while the driver may still read what it needs; shared by the job. */
+    if (mw_hwaccel_shared(&w->cfg, &device, &choice) < 0)
+        return AVERROR(ENOMEM);
+    av_buffer_unref(&device);
+    output_dir[0] = '\0';
+    if (mw_job_writes_outputs(job) && mw_job_output_path(&w->cfg, job, output_dir, output_size) == 0 &&
+        mw_path_mkdirs(output_dir) == 0 && (!w->drop_user || chown(output_dir, w->uid, w->gid) == 0))
+        allow_path(policy.read_write, output_dir);
+    allow_path(policy.read_only, "/usr");
+    allow_path(policy.read_only, "/etc/ld.so.cache");
+    allow_path(policy.read_only, "/dev/urandom");
+    allow_path(policy.read_write, "/dev/null");
+    if (choice.device_type != AV_HWDEVICE_TYPE_NONE)
+        allow_gpu_nodes(&policy, gpu_nodes, 8);
+    ret = mw_sandbox_apply(&policy, &status);
+    if (ret < 0) {
+        mw_log(MW_LOG_ERROR, "jobproc", "cannot enter the sandbox: %s", mw_err2str(ret));
+        return ret;
     }
-    ret = mw_job_parse(body->valuestring, strlen(body->valuestring),
-                       message_id->valuestring[0] ? message_id->valuestring : NULL, request_id->valuestring,
-                       &c->cfg, &job, NULL, err, sizeof(err));
+    mw_log(MW_LOG_DEBUG, "jobproc", "sandboxed: seccomp %d, landlock abi %d, user dropped %d", status.seccomp,
+           status.landlock_abi, status.user_dropped);
+    return 0;
+}
+
+/* The child's whole life: prepare, confine, run, answer. Returns its exit status. */
+static int run_child(const struct warm *w, const cJSON *request, int fd)
+{
+    const char *body = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "body"));
+    const char *message_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "message_id"));
+    const char *request_id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "request_id"));
+    const char *local_input = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "local_input"));
+    struct child c = {.cfg = &w->cfg, .fd = fd,
+                      .nonce = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "nonce"))};
+    struct mw_job *job = NULL;
+    cJSON *result = NULL;
+    char output_dir[2048];
+    char err[256] = "";
+    int ret;
+
+    c.proc_status_fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    ret = mw_job_parse(body, strlen(body), message_id[0] ? message_id : NULL, request_id, &w->cfg, &job, NULL, err,
+                       sizeof(err));
     if (ret < 0) {
         mw_log(MW_LOG_ERROR, "jobproc", "job message refused: %s", err);
+        ret = answer(&c, "", ret, NULL) < 0 ? 1 : 0;
         goto end;
     }
     /* The supervisor downloaded a URL input; the job process itself never touches the network. */
-    snprintf(job->local_input, sizeof(job->local_input), "%s", local_input->valuestring);
+    snprintf(job->local_input, sizeof(job->local_input), "%s", local_input);
     mw_log_context_set(job->job_id, job->request_id);
-    arm_cpu_limit(&c->cfg);
-    c->last_progress = 0;
-    ret = mw_job_run(&c->cfg, job, send_progress, c, &result);
-    /* VmPeak never goes down: a process that once came near the cap, even in a job that succeeded, would
-     * have every later failure read as the cap. So it is replaced after any job that reached it. */
-    near_cap = reached_memory_cap(&c->cfg);
-    if (ret == AVERROR(ENOMEM) || (ret < 0 && near_cap)) {
+    if ((ret = confine(w, job, output_dir, sizeof(output_dir))) < 0) {
+        ret = answer(&c, job->job_id, MW_ERR_JOB_LOST, NULL) < 0 ? 1 : 0;
+        goto end;
+    }
+    set_limit(RLIMIT_CPU, (rlim_t)w->cfg.job_cpu_s, RLIM_INFINITY, "RLIMIT_CPU");
+    ret = mw_job_run(&w->cfg, job, send_progress, &c, &result);
+    if (ret == AVERROR(ENOMEM) || (ret < 0 && reached_memory_cap(&c))) {
         ret = MW_ERR_JOB_MEMORY;
         if (result)
-            mark_memory_limit(&c->cfg, result);
+            mark_memory_limit(&w->cfg, result);
     }
-    if (ret == MW_ERR_JOB_MEMORY || near_cap)
-        *retire = 1;
-    /* Recycled above half the cap: what grew over many jobs (fragmentation, caches) is given back. */
-    if (resident_bytes() > ((uint64_t)c->cfg.job_memory_mb << 20) / 2) {
-        mw_log(MW_LOG_INFO, "jobproc", "resident memory above half of MW_JOB_MEMORY_MB; asking to be replaced");
-        *retire = 1;
-    }
+    ret = answer(&c, job->job_id, ret, result) < 0 ? 1 : 0;
 end:
-    ret = answer(c, ret, result, *retire) < 0 ? AVERROR(EPIPE) : 0;
     mw_log_context_set(NULL, NULL);
+    if (job && job->input_fd >= 0)
+        close(job->input_fd);
+    if (c.proc_status_fd >= 0)
+        close(c.proc_status_fd);
     cJSON_Delete(result);
     mw_job_free(&job);
-    cJSON_Delete(request);
     return ret;
+}
+
+/* Sends the supervisor a frame of ours: a type byte, then the payload. */
+static int send_typed(int fd, char type, const char *payload, size_t size)
+{
+    return mw_jobproc_frame_write_typed(fd, type, payload, size);
+}
+
+/*
+ * One job: fork the child, relay its frames, reap it, say how it ended. Returns 0, or a negative error when
+ * the supervisor's socket is gone (the warm process then exits).
+ */
+static int serve_job(struct warm *w, const char *text, size_t size)
+{
+    cJSON *request = cJSON_ParseWithLengthOpts(text, size, NULL, 0);
+    const char *nonce = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "nonce"));
+    char end[128];
+    int pair[2];
+    int status = 0;
+    int ret = 0;
+    pid_t pid;
+
+    if (!nonce || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(request, "body")) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(request, "message_id")) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(request, "request_id")) ||
+        !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(request, "local_input"))) {
+        cJSON_Delete(request);
+        return AVERROR_INVALIDDATA;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
+        ret = AVERROR(errno);
+        cJSON_Delete(request);
+        return ret;
+    }
+    pid = fork();
+    if (pid == 0) {
+        /* Gone with the warm process (the supervisor kills it at the deadline); it must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != w->pid)
+            _exit(1);
+        close(w->fd);
+        close(pair[0]);
+        prctl(PR_SET_NAME, "mw-job-run", 0, 0, 0);
+        /* exit, not _exit: the sanitizers' leak check runs at exit. */
+        exit(run_child(w, request, pair[1]));
+    }
+    close(pair[1]);
+    if (pid < 0) {
+        status = W_EXITCODE(126, 0);
+        close(pair[0]);
+    } else {
+        for (;;) {
+            char *frame = NULL;
+            size_t frame_size;
+            if (mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0) < 0)
+                break;
+            ret = send_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
+            av_free(frame);
+            if (ret < 0)
+                break;
+        }
+        close(pair[0]);
+        /* The child's socket closed: it exited, or a broken frame made us stop listening; reap it either way. */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            continue;
+    }
+    snprintf(end, sizeof(end), "{\"nonce\":\"%.64s\",\"status\":%d}", nonce, status);
+    cJSON_Delete(request);
+    if (ret < 0)
+        return ret;
+    return send_typed(w->fd, MW_JOBPROC_END_FRAME, end, strlen(end));
 }
 
 int mw_jobproc_child_main(int fd)
 {
-    struct child *c = av_mallocz(sizeof(*c));
+    struct warm *w = av_mallocz(sizeof(*w));
+    char identity[160] = "";
+    char ready[256];
     char *text = NULL;
     size_t size = 0;
-    int retire = 0;
     int status = 0;
 
-    if (!c)
+    if (!w)
         return 1;
-    c->fd = fd;
-    if (mw_jobproc_frame_read(fd, &text, &size, 0) < 0 || size != sizeof(c->cfg)) {
+    w->fd = fd;
+    w->pid = getpid();
+    if (mw_jobproc_frame_read(fd, &text, &size, 0) < 0 || size != sizeof(w->cfg)) {
         fprintf(stderr, "mediaworker job-process: no configuration from the supervisor (run by `serve` only)\n");
         status = 2;
         goto end;
     }
-    memcpy(&c->cfg, text, sizeof(c->cfg));
+    memcpy(&w->cfg, text, sizeof(w->cfg));
     av_freep(&text);
-    mw_log_setup(c->cfg.log_level, c->cfg.log_format, stderr);
+    mw_log_setup(w->cfg.log_level, w->cfg.log_format, stderr);
     /* exec'd as /proc/self/exe, the process would be called "exe" in ps and top. */
     prctl(PR_SET_NAME, "mw-job", 0, 0, 0);
-    /* Every job allocates and frees the same large buffers (demuxer and decoder contexts, frame pools);
-     * keeping freed memory in the heap instead of handing it back to the kernel saves the next job the
-     * page faults of getting it again. RLIMIT_AS still bounds the total. */
+    /* A job allocates and frees the same large buffers many times (frame pools, packet queues); keeping freed
+     * memory in the heap instead of handing it back saves the page faults of getting it again. */
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
-    open_proc_files();
-    if (apply_limits(&c->cfg) < 0) {
+    if (apply_limits(&w->cfg) < 0 || choose_identity(w, identity, sizeof(identity)) < 0 ||
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || mw_path_mkdirs(w->cfg.output_root) < 0) {
         status = 3;
         goto end;
     }
-    if (enter_sandbox(&c->cfg) < 0) {
-        status = 3;
-        goto end;
-    }
-    /* Tells the supervisor that this process is set up and will take jobs. */
-    if (mw_jobproc_frame_write(fd, "{\"ready\":true}", 14) < 0) {
+    snprintf(ready, sizeof(ready), "{\"ready\":true,\"job_identity\":\"%s\",\"dropped\":%s}", identity,
+             w->drop_user ? "true" : "false");
+    if (send_typed(fd, MW_JOBPROC_READY_FRAME, ready, strlen(ready)) < 0) {
         status = 1;
         goto end;
     }
-    while (!retire) {
+    for (;;) {
         int ret = mw_jobproc_frame_read(fd, &text, &size, 0);
         if (ret == AVERROR_EOF)
             break;
@@ -374,7 +500,7 @@ int mw_jobproc_child_main(int fd)
             status = 1;
             break;
         }
-        ret = serve_one(c, text, size, &retire);
+        ret = serve_job(w, text, size);
         av_freep(&text);
         if (ret < 0) {
             status = 1;
@@ -383,6 +509,6 @@ int mw_jobproc_child_main(int fd)
     }
 end:
     av_free(text);
-    av_free(c);
+    av_free(w);
     return status;
 }

@@ -8,23 +8,28 @@
  * clean report), and reaped with waitpid() by the slot thread that spawned it.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <libavutil/error.h>
+#include <libavutil/intreadwrite.h>
 #include <libavutil/mem.h>
+#include <libavutil/random_seed.h>
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
 #include "mediaworker/jobproc.h"
+#include "mediaworker/json.h"
 #include "mediaworker/log.h"
 
 /* The supervisor's kill comes this long after the job's own deadline, which normally fires first. */
@@ -41,21 +46,58 @@ struct mw_jobproc {
     atomic_int pid;               /* 0 when no process is running */
     int fd;                       /* our end of the socketpair, -1 when none */
     int jobs;                     /* jobs given to the current process */
-    int retire;                   /* the current process asked to be replaced */
-    int retire_memory;            /* ... because its last job hit the memory cap (else: heap grown too big) */
+    char identity[160];           /* whom its job children run as, from its ready frame */
 };
+
+/* A frame of the job process with its type byte split off; the payload is NUL-terminated. */
+struct frame {
+    char *data;
+    char type;
+    const char *payload;
+    size_t size;
+};
+
+static int read_frame(struct mw_jobproc *p, struct frame *f, int64_t deadline)
+{
+    size_t size;
+    int ret = mw_jobproc_frame_read(p->fd, &f->data, &size, deadline);
+
+    if (ret < 0)
+        return ret;
+    if (size < 1) {
+        av_freep(&f->data);
+        return AVERROR_INVALIDDATA;
+    }
+    f->type = f->data[0];
+    f->payload = f->data + 1;
+    f->size = size - 1;
+    return 0;
+}
 
 /* The job process says it applied its limits and takes jobs; a configuration it cannot live with
  * (a memory cap below what its libraries map) makes it exit instead. */
 static int wait_ready(struct mw_jobproc *p)
 {
-    char *text = NULL;
-    size_t size;
-    int ret = mw_jobproc_frame_read(p->fd, &text, &size, av_gettime_relative() + READY_TIMEOUT_US);
+    struct frame f = {0};
+    cJSON *ready = NULL;
+    const char *identity;
+    int ret = read_frame(p, &f, av_gettime_relative() + READY_TIMEOUT_US);
 
-    if (ret == 0 && !strstr(text, "\"ready\""))
+    if (ret == 0 && (f.type != MW_JOBPROC_READY_FRAME || !(ready = cJSON_ParseWithLengthOpts(f.payload, f.size, NULL, 0)) ||
+                     !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ready, "ready"))))
         ret = AVERROR_INVALIDDATA;
-    av_free(text);
+    identity = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ready, "job_identity"));
+    if (ret == 0 && identity && strcmp(identity, p->identity)) {
+        snprintf(p->identity, sizeof(p->identity), "%s", identity);
+        /* Once per handle: a job running as root is what the default exists to prevent. */
+        if (!strncmp(identity, "root", 4))
+            mw_log(MW_LOG_WARN, "jobproc", "job processes run as %s: the sandbox still applies, but a job "
+                   "that escapes it is root (set MW_JOB_USER, give the container CAP_SETUID)", identity);
+        else
+            mw_log(MW_LOG_DEBUG, "jobproc", "job processes run as %s", identity);
+    }
+    cJSON_Delete(ready);
+    av_free(f.data);
     return ret;
 }
 
@@ -130,8 +172,6 @@ static int spawn(struct mw_jobproc *p)
     close(sv[1]);
     p->fd = sv[0];
     p->jobs = 0;
-    p->retire = 0;
-    p->retire_memory = 0;
     atomic_store(&p->pid, pid);
     mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
     ret = mw_jobproc_frame_write(p->fd, &p->child_cfg, sizeof(p->child_cfg));
@@ -274,13 +314,14 @@ static int classify_death(int status, char *reason, size_t size)
     return MW_ERR_JOB_CRASHED;
 }
 
-static int send_job(struct mw_jobproc *p, const struct mw_job_message *message)
+static int send_job(struct mw_jobproc *p, const struct mw_job_message *message, const char *nonce)
 {
     cJSON *request = cJSON_CreateObject();
     char *text = NULL;
     int ret;
 
-    if (!request || !cJSON_AddStringToObject(request, "body", message->body) ||
+    if (!request || !cJSON_AddStringToObject(request, "nonce", nonce) ||
+        !cJSON_AddStringToObject(request, "body", message->body) ||
         !cJSON_AddStringToObject(request, "message_id", message->message_id) ||
         !cJSON_AddStringToObject(request, "request_id", message->request_id) ||
         !cJSON_AddStringToObject(request, "local_input", message->local_input ? message->local_input : "") ||
@@ -304,15 +345,15 @@ static int has_exited(pid_t pid)
 }
 
 /* Makes sure a fresh-enough process is running and has taken the job. */
-static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
+static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message, const char *nonce)
 {
     int ret = AVERROR(EPIPE);
 
     for (int attempt = 0; attempt < 2; attempt++) {
         pid_t pid = atomic_load(&p->pid);
 
-        if (pid && (p->retire || p->jobs >= p->cfg->jobs_per_process)) {
-            mw_metrics_restart(p->metrics, p->retire_memory ? MW_RESTART_MEMORY : MW_RESTART_RECYCLE);
+        if (pid && p->jobs >= p->cfg->jobs_per_process) {
+            mw_metrics_restart(p->metrics, MW_RESTART_RECYCLE);
             retire(p);
         } else if (pid && has_exited(pid)) {
             /* It died while idle (killed from outside): not this job's fault. */
@@ -324,7 +365,7 @@ static int hand_over(struct mw_jobproc *p, const struct mw_job_message *message)
             reap(p, 0);
             continue;
         }
-        ret = send_job(p, message);
+        ret = send_job(p, message, nonce);
         if (ret == 0) {
             p->jobs++;
             return 0;
@@ -350,56 +391,172 @@ static void forward_progress(const cJSON *progress, mw_progress_fn callback, voi
         callback(opaque, &report);
 }
 
+/* A fresh nonce per job: 128 bits from the kernel, in hex. */
+static void make_nonce(char nonce[33])
+{
+    uint8_t bytes[16];
+
+    if (getrandom(bytes, sizeof(bytes), 0) != (ssize_t)sizeof(bytes))
+        for (size_t i = 0; i < sizeof(bytes); i += 4)
+            AV_WN32(bytes + i, av_get_random_seed());
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        snprintf(nonce + 2 * i, 3, "%02x", bytes[i]);
+}
+
+/* True when every path the result names lies in the job's own folder "<user>/<job>/". */
+static int paths_are_the_jobs(const cJSON *result, const struct mw_job_message *message)
+{
+    char prefix[MW_JOB_ID_MAX + 32];
+    const cJSON *path = cJSON_GetObjectItemCaseSensitive(result, "path");
+    const cJSON *output;
+    size_t len;
+
+    len = (size_t)snprintf(prefix, sizeof(prefix), "%" PRId64 "/%s/", message->user_id, message->job_id);
+    if (!cJSON_IsNull(path) && (!cJSON_IsString(path) || strncmp(path->valuestring, prefix, len) ||
+                                strstr(path->valuestring, "/../")))
+        return 0;
+    cJSON_ArrayForEach(output, cJSON_GetObjectItemCaseSensitive(result, "outputs")) {
+        path = cJSON_GetObjectItemCaseSensitive(output, "path");
+        if (!cJSON_IsString(path) || strncmp(path->valuestring, prefix, len) || strstr(path->valuestring, "/../"))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * One frame relayed from the job's child. Returns 0 (progress forwarded, or the result taken into *result
+ * and *job_ret), or a reason for calling it a protocol violation.
+ */
+static const char *take_child_frame(const struct frame *f, const struct mw_job_message *message, const char *nonce,
+                                    mw_progress_fn progress, void *opaque, cJSON **result, int *job_ret,
+                                    int *answered)
+{
+    char err[256];
+    cJSON *frame = NULL;
+    const cJSON *ret, *job_id, *report;
+    const char *why = NULL;
+
+    if (mw_json_parse_strict(f->payload, f->size, MW_JSON_ALLOW_CONTROL, &frame, err, sizeof(err)) < 0)
+        why = "a frame that is not JSON";
+    else if (!cJSON_IsObject(frame) ||
+             strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(frame, "nonce")) ?: "", nonce))
+        why = "a frame without this job's nonce";
+    if (why) {
+        cJSON_Delete(frame);
+        return why;
+    }
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(frame, "progress"))) {
+        if (!*answered)
+            forward_progress(cJSON_GetObjectItemCaseSensitive(frame, "progress"), progress, opaque);
+        cJSON_Delete(frame);
+        return NULL;
+    }
+    ret = cJSON_GetObjectItemCaseSensitive(frame, "ret");
+    job_id = cJSON_GetObjectItemCaseSensitive(frame, "job_id");
+    report = cJSON_GetObjectItemCaseSensitive(frame, "result");
+    if (*answered)
+        why = "a second result";
+    else if (!cJSON_IsNumber(ret) || ret->valuedouble > 0 || ret->valuedouble < INT32_MIN)
+        why = "a result without a valid return code";
+    else if (!cJSON_IsString(job_id) || (job_id->valuestring[0] && strcmp(job_id->valuestring, message->job_id)))
+        why = "the result of another job";
+    else if (report && (!cJSON_IsObject(report) ||
+                        strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(report, "job_id")) ?: "",
+                               message->job_id) || !paths_are_the_jobs(report, message)))
+        why = "a result naming another job or files outside its folder";
+    if (!why) {
+        *job_ret = (int)ret->valuedouble;
+        *result = cJSON_DetachItemFromObjectCaseSensitive(frame, "result");
+        *answered = 1;
+    }
+    cJSON_Delete(frame);
+    return why;
+}
+
+/* Reads the end frame's wait status; -1 when the frame is not the one the warm process writes. */
+static int end_status(const struct frame *f, const char *nonce, int *status)
+{
+    cJSON *end = cJSON_ParseWithLengthOpts(f->payload, f->size, NULL, 0);
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(end, "status");
+    int ok = cJSON_IsNumber(value) &&
+             !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(end, "nonce")) ?: "", nonce);
+
+    *status = ok ? (int)value->valuedouble : 0;
+    cJSON_Delete(end);
+    return ok ? 0 : -1;
+}
+
 int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, int64_t deadline,
                    mw_progress_fn progress, void *opaque, cJSON **result, char *reason, size_t reason_size)
 {
+    char nonce[33];
+    int answered = 0, job_ret = 0;
     int ret;
 
     *result = NULL;
     reason[0] = '\0';
-    ret = hand_over(p, message);
+    make_nonce(nonce);
+    ret = hand_over(p, message, nonce);
     if (ret < 0) {
         snprintf(reason, reason_size, "job process lost: %s", mw_err2str(ret));
         return MW_ERR_JOB_LOST;
     }
     for (;;) {
-        cJSON *frame = NULL;
-        char *text = NULL;
-        size_t size;
+        struct frame f = {0};
+        const char *violation = NULL;
         pid_t pid = atomic_load(&p->pid);
+        int status = 0;
 
-        ret = mw_jobproc_frame_read(p->fd, &text, &size, deadline + DEADLINE_GRACE_US);
+        ret = read_frame(p, &f, deadline + DEADLINE_GRACE_US);
         if (ret == AVERROR(ETIMEDOUT)) {
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d passed the job deadline; killed", (int)pid);
             kill(pid, SIGKILL);
             reap(p, -1);
             mw_metrics_restart(p->metrics, MW_RESTART_TIMEOUT);
             snprintf(reason, reason_size, "timeout");
-            return MW_ERR_DEADLINE;
+            ret = MW_ERR_DEADLINE;
+            break;
         }
         if (ret < 0) {
-            /* EOF or garbage: the process is dead or broken; make sure, then ask the kernel how it died. */
+            /* EOF or garbage: the warm process is dead or broken; make sure, then ask the kernel how it died. */
             if (ret != AVERROR_EOF)
                 kill(pid, SIGKILL);
             ret = classify_death(reap(p, -1), reason, reason_size);
             mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d died during the job: %s", (int)pid, reason);
-            return ret;
+            break;
         }
-        frame = cJSON_ParseWithLengthOpts(text, size, NULL, 0);
-        av_free(text);
-        if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(frame, "progress"))) {
-            forward_progress(cJSON_GetObjectItemCaseSensitive(frame, "progress"), progress, opaque);
-        } else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(frame, "ret"))) {
-            ret = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(frame, "ret"));
-            *result = cJSON_DetachItemFromObjectCaseSensitive(frame, "result");
-            p->retire = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(frame, "retire"));
-            p->retire_memory = p->retire && ret == MW_ERR_JOB_MEMORY;
+        if (f.type == MW_JOBPROC_CHILD_FRAME)
+            violation = take_child_frame(&f, message, nonce, progress, opaque, result, &job_ret, &answered);
+        else if (f.type != MW_JOBPROC_END_FRAME || end_status(&f, nonce, &status) < 0)
+            violation = "a frame the job process does not write";
+        av_free(f.data);
+        if (violation) {
+            mw_log(MW_LOG_ERROR, "jobproc", "job process %d broke the protocol (%s); killed", (int)pid, violation);
+            kill(pid, SIGKILL);
+            reap(p, -1);
+            mw_metrics_restart(p->metrics, MW_RESTART_CRASH);
+            snprintf(reason, reason_size, "protocol violation: %s", violation);
+            cJSON_Delete(*result);
+            *result = NULL;
+            ret = MW_ERR_JOB_PROTOCOL;
+            break;
+        }
+        if (f.type != MW_JOBPROC_END_FRAME)
+            continue;
+        /* The child is gone: its answer counts only if it also ended cleanly. */
+        if (answered && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+            ret = job_ret;
             if (ret == MW_ERR_JOB_MEMORY)
                 snprintf(reason, reason_size, "memory limit");
-            cJSON_Delete(frame);
-            return ret;
+            break;
         }
-        cJSON_Delete(frame);
+        cJSON_Delete(*result);
+        *result = NULL;
+        ret = classify_death(status, reason, reason_size);
+        mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
+        mw_log(MW_LOG_ERROR, "jobproc", "the job's process died: %s", reason);
+        break;
     }
+    return ret;
 }

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -88,8 +89,9 @@ static const int allowed_prctl_options[] = {
     0x53564d41 /* PR_SET_VMA */, PR_GET_TIMERSLACK,
 };
 
-/* LeakSanitizer's tracer sets these on itself before it attaches to the threads. */
-static const int leak_scan_prctl_options[] = {PR_SET_PDEATHSIG, PR_SET_PTRACER, PR_SET_DUMPABLE};
+/* LeakSanitizer's tracer sets these on itself before it attaches to the threads (PR_SET_PDEATHSIG only with
+ * SIGKILL, below, so that clearing it stays refused). */
+static const int leak_scan_prctl_options[] = {PR_SET_PTRACER, PR_SET_DUMPABLE};
 
 static int forbid_core_dumps(void)
 {
@@ -222,6 +224,9 @@ static int allow_for_self(scmp_filter_ctx filter, pid_t self)
                        i < sizeof(leak_scan_prctl_options) / sizeof(leak_scan_prctl_options[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)leak_scan_prctl_options[i]));
+    if (LEAK_SCAN_AT_EXIT && ret == 0)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG),
+                               SCMP_A1(SCMP_CMP_EQ, SIGKILL));
     return ret;
 }
 

@@ -128,7 +128,8 @@ static int run_job(struct mw_slot *s, int place, struct mw_job *job, const struc
                    char *reason, size_t reason_size)
 {
     struct running_job run = {.slot = s, .job = job};
-    struct mw_job_message message = {d->body, d->body_size, d->message_id, job->request_id, job->local_input};
+    struct mw_job_message message = {job->job_id, job->user_id, d->body,         d->body_size,
+                                     d->message_id, job->request_id, job->local_input};
     int64_t deadline = av_gettime_relative() + (int64_t)s->cfg->limits.job_deadline_s * 1000000;
     struct mw_jobproc *process = NULL;
     int ret;
