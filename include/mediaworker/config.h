@@ -41,7 +41,8 @@ enum mw_queue_type {
 /* Limits applied to every input before and while libav reads it. */
 struct mw_limits {
     int64_t max_input_bytes;
-    int64_t max_pixels;           /* width * height of any picture */
+    int64_t max_pixels;           /* width * height of any picture, read or written */
+    int64_t max_output_pixels;    /* width * height of all the pictures one job writes, summed */
     int64_t max_duration_ms;
     int max_streams;
     int64_t probesize;            /* bytes libav may read to find the streams */

@@ -18,6 +18,7 @@
 #include "mediaworker/probe.h"
 
 #define MW_STORYBOARD_MAX_TILES 2000
+#define MW_STORYBOARD_DEFAULT_TILE_WIDTH 160
 #define MW_STORYBOARD_MAX_SHEETS 64
 
 struct mw_storyboard_request {

@@ -77,6 +77,8 @@ static const struct option_spec options[] = {
     STR("MW_DEFAULT_OPERATIONS", "--default-operations", default_operations, "operations when a message names none"),
     INT64("MW_MAX_INPUT_BYTES", "--max-input-bytes", limits.max_input_bytes, 1, INT64_MAX, "largest input file"),
     INT64("MW_MAX_PIXELS", "--max-pixels", limits.max_pixels, 1, (long long)1 << 32, "largest width*height"),
+    INT64("MW_MAX_OUTPUT_PIXELS", "--max-output-pixels", limits.max_output_pixels, 1, (long long)1 << 40,
+          "pixels of all images one job writes"),
     INT64("MW_MAX_DURATION_MS", "--max-duration-ms", limits.max_duration_ms, 1, INT64_MAX / 1000, "longest input"),
     INT("MW_MAX_STREAMS", "--max-streams", limits.max_streams, 1, 1024, "most streams in one input"),
     INT64("MW_PROBESIZE", "--probesize", limits.probesize, 32, (long long)1 << 31, "bytes read to find streams"),
@@ -90,7 +92,7 @@ static const struct option_spec options[] = {
     INT("MW_JOB_MEMORY_MB", "--job-memory-mb", job_memory_mb, 64, 1 << 20, "address-space cap of a job process"),
     INT("MW_JOB_CPU_SECONDS", "--job-cpu-seconds", job_cpu_s, 1, 1 << 24, "CPU-time cap of a job process"),
     INT("MW_JOB_FILE_SIZE_MB", "--job-file-size-mb", job_file_size_mb, 1, 1 << 24, "largest file a job may write"),
-    STR("MW_JOB_USER", "--job-user", job_user, "unprivileged user job processes switch to when started as root"),
+    STR("MW_JOB_USER", "--job-user", job_user, "user jobs run as when the worker is root (unset: uid 65534)"),
     INT("MW_JOBS_PER_PROCESS", "--jobs-per-process", jobs_per_process, 1, 1000000, "recycle a job process after"),
     INT("MW_CODEC_THREADS", "--codec-threads", codec_threads, 0, 256,
         "codec threads per job (0 = cores / job processes; all cores for one-job commands)"),
@@ -125,6 +127,9 @@ void mw_config_defaults(struct mw_config *cfg)
         .limits = {
             .max_input_bytes = (int64_t)20 << 30,
             .max_pixels = 7680 * 4320,
+            /* Four 8K pictures' worth: a poster in 8 sizes, a storyboard of a long film, far below what
+             * costs a node minutes of CPU and a gigabyte. */
+            .max_output_pixels = (int64_t)4 * 7680 * 4320,
             .max_duration_ms = (int64_t)6 * 3600 * 1000,
             .max_streams = 32,
             .probesize = 10 << 20,

@@ -87,6 +87,26 @@ static void report_progress(void *opaque, int tiles_done, int tile_count)
     ctx->progress(ctx->progress_opaque, &progress);
 }
 
+/* The tiles the storyboard will hold on this input, against the job's pixel budget. */
+static int charge_storyboard(struct mw_job_context *ctx, const cJSON *params)
+{
+    struct mw_storyboard_request req;
+    int width, height, tile_width, tile_height;
+    int64_t tiles;
+    int ret = parse_params(params, &req, ctx->error_detail, sizeof(ctx->error_detail));
+
+    if (ret < 0)
+        return ret;
+    mw_job_display_size(ctx, &width, &height);
+    if (width <= 0 || height <= 0 || ctx->probe->duration_us == AV_NOPTS_VALUE || ctx->probe->duration_us <= 0)
+        return 0;
+    tile_width = req.tile_width > 0 ? req.tile_width : MW_STORYBOARD_DEFAULT_TILE_WIDTH;
+    tile_height = (int)((int64_t)tile_width * height / width);
+    tiles = req.count ? req.count : (int64_t)(ctx->probe->duration_us / (req.interval_s * 1e6)) + 1;
+    return mw_job_charge_pixels(ctx, "storyboard", tile_width, tile_height,
+                                tiles < MW_STORYBOARD_MAX_TILES ? tiles : MW_STORYBOARD_MAX_TILES);
+}
+
 static int run_storyboard(struct mw_job_context *ctx, const cJSON *params)
 {
     struct mw_storyboard_request req;
@@ -119,5 +139,6 @@ const struct mw_operation_handler mw_op_storyboard = {
     .writes_files = 1,
     .needs_video = 1,
     .validate = validate_storyboard,
+    .charge = charge_storyboard,
     .run = run_storyboard,
 };

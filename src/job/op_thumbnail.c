@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mediaworker/error.h"
+#include "mediaworker/picture.h"
 #include "mediaworker/thumbnail.h"
 #include "op_params_internal.h"
 #include "operation_internal.h"
@@ -127,6 +128,33 @@ static int validate_thumbnail(const cJSON *params, char *err, size_t err_size)
     return parse_params(params, &p, err, err_size);
 }
 
+/* What each size will be on this input (upscaling only where asked), against the job's pixel budget. */
+static int charge_thumbnail(struct mw_job_context *ctx, const cJSON *params)
+{
+    struct thumbnail_params p;
+    int width, height;
+    int ret = parse_params(params, &p, ctx->error_detail, sizeof(ctx->error_detail));
+
+    if (ret < 0)
+        return ret;
+    mw_job_display_size(ctx, &width, &height);
+    for (int i = 0; i < p.req.output_count; i++) {
+        const struct mw_size_request *size = &p.outputs[i].size;
+        struct mw_fit_result fit = {.width = size->width, .height = size->height};
+        char field[48];
+
+        if (width > 0 && height > 0 && (ret = mw_picture_fit(width, height, size, &fit)) < 0)
+            return ret;
+        if (params && cJSON_GetObjectItemCaseSensitive(params, "sizes"))
+            snprintf(field, sizeof(field), "thumbnail.sizes[%d]", i);
+        else
+            snprintf(field, sizeof(field), "thumbnail");
+        if ((ret = mw_job_charge_pixels(ctx, field, fit.width, fit.height, 1)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
 static int record_outputs(struct mw_job_context *ctx, const struct thumbnail_params *p,
                           const struct mw_thumbnail_result *result)
 {
@@ -179,5 +207,6 @@ const struct mw_operation_handler mw_op_thumbnail = {
     .type = "thumbnail",
     .writes_files = 1,
     .validate = validate_thumbnail,
+    .charge = charge_thumbnail,
     .run = run_thumbnail,
 };

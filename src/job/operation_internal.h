@@ -24,6 +24,7 @@ struct mw_job_context {
     const char *input_path;          /* resolved absolute path of the input */
     const char *output_dir;          /* <output_root>/<user_id>/<job_id>, made by mw_job_output_dir */
     int output_dir_made;
+    int64_t output_pixels;           /* charged so far against MW_MAX_OUTPUT_PIXELS */
     int64_t deadline;                /* av_gettime_relative() value */
     AVBufferRef *hw_device;          /* the process's device for decoding, or NULL for software */
     struct mw_hwaccel_choice hwaccel;/* what was asked, what was got, and why not */
@@ -46,6 +47,9 @@ struct mw_operation_handler {
     int writes_files;
     /* Checks params before any work starts; MW_ERR_INVALID_MESSAGE with the reason in err. May be NULL. */
     int (*validate)(const cJSON *params, char *err, size_t err_size);
+    /* Before any operation runs, after the probe: charges the pixels the operation will write to the job's
+     * budget (mw_job_charge_pixels), so that an oversized request is refused up front. May be NULL. */
+    int (*charge)(struct mw_job_context *ctx, const cJSON *params);
     /* Does the work; 0 or a negative error, with ctx->error_detail set when more than the code helps. */
     int (*run)(struct mw_job_context *ctx, const cJSON *params);
 };
@@ -58,6 +62,17 @@ const struct mw_operation_handler *mw_operation_find(const char *type);
  * whose result is the report itself) leaves no empty folder behind and costs no directory updates.
  */
 int mw_job_output_dir(struct mw_job_context *ctx);
+
+/*
+ * Counts count pictures of width x height that the operation's field (e.g. "thumbnail.sizes[2]") will
+ * write. Returns 0, or MW_ERR_TOO_MANY_PIXELS with ctx->error_detail naming the field when one picture is
+ * over MW_MAX_PIXELS or the job's total is over MW_MAX_OUTPUT_PIXELS.
+ */
+int mw_job_charge_pixels(struct mw_job_context *ctx, const char *field, int64_t width, int64_t height,
+                         int64_t count);
+
+/* The displayed size of the input's main picture (sample aspect ratio and rotation applied); 0 when none. */
+int mw_job_display_size(const struct mw_job_context *ctx, int *width, int *height);
 
 /* Opens the job's input (again: each caller reads it from the start). 0 or a negative error. */
 int mw_job_open_input(struct mw_job_context *ctx, struct mw_input **in);

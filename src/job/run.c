@@ -5,11 +5,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libavutil/rational.h>
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
@@ -253,6 +255,61 @@ int mw_job_open_input(struct mw_job_context *ctx, struct mw_input **in)
     return mw_input_open_file(in, ctx->input_path, &ctx->cfg->limits, ctx->deadline);
 }
 
+int mw_job_charge_pixels(struct mw_job_context *ctx, const char *field, int64_t width, int64_t height,
+                         int64_t count)
+{
+    const struct mw_limits *limits = &ctx->cfg->limits;
+    int64_t each = width * height;
+
+    if (each > limits->max_pixels) {
+        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "%s: %" PRId64 "x%" PRId64 " is over MW_MAX_PIXELS=%"
+                 PRId64, field, width, height, limits->max_pixels);
+        return MW_ERR_TOO_MANY_PIXELS;
+    }
+    ctx->output_pixels += each * count;
+    if (ctx->output_pixels > limits->max_output_pixels) {
+        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "%s: the job's images would hold %" PRId64
+                 " pixels, over MW_MAX_OUTPUT_PIXELS=%" PRId64, field, ctx->output_pixels, limits->max_output_pixels);
+        return MW_ERR_TOO_MANY_PIXELS;
+    }
+    return 0;
+}
+
+int mw_job_display_size(const struct mw_job_context *ctx, int *width, int *height)
+{
+    const struct mw_probe_stream *st;
+    double w, h;
+
+    *width = *height = 0;
+    if (!ctx->probe || ctx->probe->best_video < 0)
+        return 0;
+    st = &ctx->probe->streams[ctx->probe->best_video];
+    w = st->width;
+    h = st->height;
+    if (st->display_aspect_ratio.num > 0 && st->display_aspect_ratio.den > 0 && h > 0)
+        w = h * av_q2d(st->display_aspect_ratio);
+    if (st->rotation == 90 || st->rotation == 270) {
+        double swap = w;
+        w = h;
+        h = swap;
+    }
+    *width = (int)(w + 0.5);
+    *height = (int)(h + 0.5);
+    return 0;
+}
+
+/* Every operation's pixels, before the first one decodes anything. */
+static int charge_operations(struct mw_job_context *ctx)
+{
+    for (int i = 0; i < ctx->job->operation_count; i++) {
+        const struct mw_operation_handler *handler = mw_operation_find(ctx->job->operations[i].type);
+        int ret = handler->charge ? handler->charge(ctx, ctx->job->operations[i].params) : 0;
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
+}
+
 /* True when some operation of the job can work on this input, so the ones that cannot are skipped. */
 static int another_applies(const struct mw_job_context *ctx)
 {
@@ -355,7 +412,9 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     if (ret < 0)
         goto end;
     ctx.output_dir = output_dir;
-    ret = run_operations(&ctx);
+    ret = charge_operations(&ctx);
+    if (ret >= 0)
+        ret = run_operations(&ctx);
 end:
     if (hwaccel_chosen)
         mw_hwaccel_report(report, &ctx.hwaccel, ctx.decoded_on_device);

@@ -15,7 +15,6 @@
 #include "mediaworker/storyboard.h"
 #include "mediaworker/thumbnail.h"
 
-#define DEFAULT_TILE_WIDTH 160
 #define DEFAULT_COLUMNS 10
 #define DEFAULT_ROWS 10
 
@@ -300,7 +299,7 @@ int mw_storyboard_make(struct mw_input *in, const struct mw_probe *probe, const 
     struct tile_state state = {.keyframe_ts = AV_NOPTS_VALUE};
     const char *prefix = req->prefix ? req->prefix : "storyboard";
     const char *source_name;
-    int tile_width = req->tile_width > 0 ? req->tile_width : DEFAULT_TILE_WIDTH;
+    int tile_width = req->tile_width > 0 ? req->tile_width : MW_STORYBOARD_DEFAULT_TILE_WIDTH;
     int tile_height, still, animated, small;
     int stream_index = mw_thumbnail_picture_stream(probe, &still, &animated, &source_name);
     int ret;

@@ -145,11 +145,53 @@ def test_job_id_reuse(broker, ds, roots):
     check(len(thumbs) == 1, f"the first job's folder holds only its own outputs: {thumbs}")
 
 
+def test_output_budget(roots):
+    """A small input asking for huge outputs is refused before any decoding, naming the field; outputs are
+    never larger than the source unless upscaling is asked."""
+    import json
+    import time
+    env = {"MW_INPUT_ROOT": roots[0], "MW_OUTPUT_ROOT": roots[1], "POSTGRES_DATA_SERVICE_URL": "http://127.0.0.1:9"}
+    cases = {
+        "eight-8k-upscaled": ({"type": "thumbnail", "format": "png", "sizes": [
+            {"width": 6000, "upscale": True} for _ in range(8)]}, "thumbnail.sizes[", "MW_MAX_OUTPUT_PIXELS"),
+        "one-over-max-pixels": ({"type": "thumbnail", "width": 8192, "height": 8192, "fit": "cover", "upscale": True},
+                                "thumbnail", "MW_MAX_PIXELS"),
+        "huge-storyboard": ({"type": "storyboard", "count": 2000, "tile_width": 1920}, "storyboard",
+                            "MW_MAX_OUTPUT_PIXELS"),
+    }
+    for name, (operation, field, limit) in cases.items():
+        job = os.path.join(roots[1], f"budget-{name}.json")
+        with open(job, "w") as f:
+            json.dump({"user_id": 42, "job_id": f"budget-{name}", "file_info": {"path": "clip.mp4"},
+                       "operations": [operation]}, f)
+        started = time.monotonic()
+        out = mwtest.run(["run", job], env=env, timeout=120)
+        took = time.monotonic() - started
+        report = json.loads(out.stdout or "{}").get("new_file", {})
+        error = report.get("error") or {}
+        check(out.returncode == 1 and error.get("code") == "TOO_MANY_PIXELS" and field in error.get("message", "")
+              and limit in error.get("message", ""), f"budget {name}: refused naming {field}: {error}")
+        check(took < 10, f"budget {name}: refused up front ({took:.1f} s)")
+        check(not os.path.exists(os.path.join(roots[1], "42", f"budget-{name}")) or
+              not [n for n in os.listdir(os.path.join(roots[1], "42", f"budget-{name}")) if not n.startswith(".")],
+              f"budget {name}: nothing written")
+    job = os.path.join(roots[1], "budget-no-upscale.json")
+    with open(job, "w") as f:
+        json.dump({"user_id": 42, "job_id": "budget-no-upscale", "file_info": {"path": "clip.mp4"},
+                   "operations": [{"type": "thumbnail", "sizes": [{"width": 8192} for _ in range(8)]}]}, f)
+    out = mwtest.run(["run", job], env=env, timeout=120)
+    report = json.loads(out.stdout or "{}").get("new_file", {})
+    widths = [o.get("width") for o in report.get("outputs", [])]
+    check(out.returncode == 0 and widths == [320] * 8, f"without upscale, sizes stay at the source's: {widths}")
+
+
 def main():
     work = mwtest.fresh_dir("boundary")
     input_root, output_root = os.path.join(work, "in"), os.path.join(work, "out")
     os.makedirs(input_root)
+    os.makedirs(output_root)
     mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
+    test_output_budget((input_root, output_root))
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()
         try:
