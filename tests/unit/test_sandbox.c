@@ -1,15 +1,21 @@
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +34,11 @@ enum outcome {
     INPUT_NOT_WRITABLE = 1 << 7,
     LANDLOCK_ACTIVE = 1 << 8,
     APPLIED = 1 << 9,
+    OTHERS_UNTOUCHABLE = 1 << 10,
+    SELF_REACHABLE = 1 << 11,
 };
+
+static pid_t bystander;
 
 static char base[64];
 static char input_dir[128], scratch_dir[128], outside_file[128], input_file[160];
@@ -103,6 +113,20 @@ static int try_everything(void)
     if (pthread_create(&thread, NULL, thread_body, &outcome) == 0 && pthread_join(thread, &result) == 0 &&
         result == &outcome)
         outcome |= THREADS_WORK;
+    /* Other processes (a bystander, the parent) are out of reach: signals, priorities, limits, affinity. */
+    if (kill(bystander, SIGTERM) < 0 && syscall(SYS_tgkill, bystander, bystander, SIGTERM) < 0 &&
+        syscall(SYS_tkill, bystander, SIGTERM) < 0 && kill(getppid(), SIGTERM) < 0 && kill(0, 0) < 0 &&
+        setpriority(PRIO_PROCESS, (id_t)bystander, 10) < 0 &&
+        prlimit(bystander, RLIMIT_NOFILE, NULL, &(struct rlimit){0, 0}) < 0 &&
+        sched_setaffinity(bystander, sizeof(cpu_set_t), &(cpu_set_t){0}) < 0 &&
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0) < 0 && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+        outcome |= OTHERS_UNTOUCHABLE;
+    /* ... while the process itself still is: its own signals, its threads' priority and names. */
+    errno = 0;
+    if (kill(getpid(), 0) == 0 && syscall(SYS_tgkill, getpid(), gettid(), 0) == 0 &&
+        setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + 1) == 0 && errno == 0 &&
+        prctl(PR_SET_NAME, "mw-test", 0, 0, 0) == 0)
+        outcome |= SELF_REACHABLE;
     return outcome;
 }
 
@@ -114,6 +138,12 @@ static void job_process_is_confined(void **state)
     int wstatus;
 
     (void)state;
+    bystander = fork();
+    assert_true(bystander >= 0);
+    if (bystander == 0) {
+        pause();
+        _exit(0);
+    }
     assert_int_equal(pipe(pipe_fds), 0);
     child = fork();
     assert_true(child >= 0);
@@ -128,7 +158,13 @@ static void job_process_is_confined(void **state)
     assert_int_equal(read(pipe_fds[0], &outcome, sizeof(outcome)), sizeof(outcome));
     close(pipe_fds[0]);
     assert_int_equal(waitpid(child, &wstatus, 0), child);
+    /* Still alive: the child's signals never reached it. */
+    assert_int_equal(waitpid(bystander, &wstatus, WNOHANG), 0);
+    kill(bystander, SIGKILL);
+    waitpid(bystander, &wstatus, 0);
     assert_true(outcome & APPLIED);
+    assert_true(outcome & OTHERS_UNTOUCHABLE);
+    assert_true(outcome & SELF_REACHABLE);
     assert_true(outcome & SOCKET_DENIED);
     assert_true(outcome & EXEC_DENIED);
 #if defined(__SANITIZE_ADDRESS__)
