@@ -36,6 +36,7 @@ enum mw_metric_gauge {
     MW_METRIC_JOB_PROCESSES,      /* job processes alive */
     MW_METRIC_BROKER_CONSUMING,   /* 1 while the broker thread consumes the work queue */
     MW_METRIC_DRAINING,           /* 1 once a shutdown signal arrived */
+    MW_METRIC_JOBS_AS_ROOT,       /* 1 when job processes could not drop root (no CAP_SETUID) */
     MW_METRIC_GAUGE_COUNT
 };
 

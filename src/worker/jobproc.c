@@ -90,6 +90,7 @@ static int wait_ready(struct mw_jobproc *p)
     if (ret == 0 && identity && strcmp(identity, p->identity)) {
         snprintf(p->identity, sizeof(p->identity), "%s", identity);
         /* Once per handle: a job running as root is what the default exists to prevent. */
+        mw_metrics_gauge_set(p->metrics, MW_METRIC_JOBS_AS_ROOT, !strncmp(identity, "root", 4));
         if (!strncmp(identity, "root", 4))
             mw_log(MW_LOG_WARN, "jobproc", "job processes run as %s: the sandbox still applies, but a job "
                    "that escapes it is root (set MW_JOB_USER, give the container CAP_SETUID)", identity);

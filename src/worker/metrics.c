@@ -82,6 +82,8 @@ static const char *const counter_names[MW_METRIC_COUNTER_COUNT][2] = {
 static const char *const gauge_names[MW_METRIC_GAUGE_COUNT][2] = {
     [MW_METRIC_IN_FLIGHT] = {"jobs_in_flight", "Deliveries a slot is working on."},
     [MW_METRIC_JOB_PROCESSES] = {"job_processes", "Job processes alive."},
+    [MW_METRIC_JOBS_AS_ROOT] = {"jobs_run_as_root", "1 when jobs run as root because the switch to an "
+                                "unprivileged user is impossible here."},
     [MW_METRIC_BROKER_CONSUMING] = {"broker_consuming", "1 while the work queue is consumed."},
     [MW_METRIC_DRAINING] = {"draining", "1 once shutdown started."},
 };
@@ -353,6 +355,13 @@ int mw_metrics_ready(const struct mw_metrics *m, int need_job_process, char *rea
         why = "broker not connected or not consuming";
     else if (need_job_process && mw_metrics_gauge_get(m, MW_METRIC_JOB_PROCESSES) <= 0)
         why = "no job process running";
-    snprintf(reason, reason_size, "%s", why ? why : "ready");
-    return !why;
+    if (why) {
+        snprintf(reason, reason_size, "%s", why);
+        return 0;
+    }
+    /* Ready, since jobs run; but an operator reading this should know the sandbox lacks its user layer. */
+    snprintf(reason, reason_size, "%s", mw_metrics_gauge_get(m, MW_METRIC_JOBS_AS_ROOT)
+                                            ? "ready, but jobs run as root (set MW_JOB_USER or allow CAP_SETUID)"
+                                            : "ready");
+    return 1;
 }

@@ -5,7 +5,9 @@ complete, which proves the filter allows what the pipeline needs. test_hostile_j
 other half: no socket, no exec, no fork, no reads outside the allowed directories."""
 import os
 import pwd
+import shutil
 import sys
+import urllib.request
 
 import data_service
 import mwtest
@@ -50,6 +52,28 @@ def check_job_user(broker, ds, input_root, output_root):
     check(w.stop() == 0, "worker with MW_JOB_USER exits 0")
 
 
+def check_root_without_setuid(broker, ds, input_root, output_root):
+    """A root worker that cannot switch users (a container without CAP_SETUID) still runs jobs, and says so:
+    one warning at start and /readyz."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("not root or no setpriv: the no-CAP_SETUID case is not exercised", file=sys.stderr)
+        return
+    port = rabbitmq.free_port()
+    ds.reset()
+    w = Worker(broker, ds, input_root, output_root, MW_SLOTS=1, MW_HTTP_LISTEN=f"127.0.0.1:{port}",
+               prefix=["setpriv", "--bounding-set", "-setuid,-setgid", "--inh-caps", "-setuid,-setgid"]).start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+        code, body = r.status, r.read().decode()
+    check(code == 200 and "run as root" in body, f"readyz says jobs run as root: {code} {body.strip()}")
+    warnings = [l.get("msg", "") for l in w.log_lines() if l.get("level") == "warn" and "run as root" in l.get("msg", "")]
+    check(len(warnings) == 1, f"one startup warning: {warnings}")
+    job = publish(broker, {"user_id": 23, "file_info": {"path": "clip.mp4"}, "operations": [{"type": "probe"}]})
+    ds.wait_for(lambda r: len(r) >= 1, 60)
+    report = [(r["json"] or {}).get("new_file", {}) for r in ds.requests][0]
+    check(report.get("job_id") == job and report.get("status") == "processed", "jobs still run without CAP_SETUID")
+    check(w.stop() == 0, "worker without CAP_SETUID exits 0")
+
+
 def main():
     work = mwtest.fresh_dir("jobproc-sandbox")
     input_root, output_root = os.path.join(work, "in"), os.path.join(work, "out")
@@ -80,6 +104,7 @@ def main():
             check(w.stop() == 0, "worker exits 0")
             logs = open(w.log_path).read()
             check_job_user(broker, ds, input_root, output_root)
+            check_root_without_setuid(broker, ds, input_root, output_root)
             check("ERROR: AddressSanitizer" not in logs and "LeakSanitizer has encountered" not in logs and
                   "ERROR: LeakSanitizer" not in logs and "runtime error" not in logs,
                   "no sanitizer report from the worker or its job processes")

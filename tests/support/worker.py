@@ -35,7 +35,7 @@ def _kill_leftovers():
 class Worker:
     """One `mediaworker serve` process with its environment; log lines are kept in a file."""
 
-    def __init__(self, broker, data_service, input_root, output_root, name="worker", **env):
+    def __init__(self, broker, data_service, input_root, output_root, name="worker", prefix=(), **env):
         _instances[0] += 1
         self.log_path = os.path.join(mwtest.WORKDIR, f"{name}-{broker.port}-{_instances[0]}.log")
         if os.path.exists(self.log_path):
@@ -60,12 +60,13 @@ class Worker:
         })
         self.env.update({k: str(v) for k, v in env.items()})
         self.proc = None
+        self.prefix = list(prefix)     # e.g. setpriv arguments the worker runs under
 
     def start(self, ready="consuming"):
         """Starts the worker and waits until a log line contains `ready` (the topology is declared and it
         consumes, so messages published now are routed); ready=None does not wait."""
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.prefix + [mwtest.BIN, "serve"], env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
                                      preexec_fn=_die_with_test)
         _running.append(self.proc)
         deadline = time.monotonic() + 20
