@@ -88,6 +88,7 @@ static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
         mw_log(MW_LOG_WARN, "jobproc", "cannot set %s: %s", name, strerror(errno));
 }
 
+#ifndef MW_ADDRESS_SANITIZER
 /* Reads a whole /proc file through a descriptor opened before the sandbox; "" when unavailable. */
 static void read_proc(int fd, char *buf, size_t size)
 {
@@ -96,7 +97,6 @@ static void read_proc(int fd, char *buf, size_t size)
     buf[got > 0 ? got : 0] = '\0';
 }
 
-#ifndef MW_ADDRESS_SANITIZER
 /* Address space mapped now (the binary and its libraries), in bytes; 0 when unknown. */
 static uint64_t mapped_bytes(void)
 {
