@@ -210,11 +210,15 @@ static int allow_for_self(scmp_filter_ctx filter, pid_t self)
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(getpriority), 2,
                                SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
-    /* Calls that take a pid, where 0 means the caller: other pids are refused. */
-    static const int own_pid_calls[] = {
-        SCMP_SYS(sched_getaffinity), SCMP_SYS(sched_setaffinity), SCMP_SYS(sched_getparam),
-        SCMP_SYS(sched_getscheduler), SCMP_SYS(prlimit64), SCMP_SYS(get_robust_list),
+    /* Calls that change something of a pid, where 0 means the caller: other pids are refused. Reading
+     * scheduling state stays open, since pthread_getattr_np asks it of a thread by its tid. */
+    static const int own_pid_calls[] = {SCMP_SYS(sched_setaffinity), SCMP_SYS(prlimit64), SCMP_SYS(get_robust_list)};
+    static const int read_scheduling_calls[] = {
+        SCMP_SYS(sched_getaffinity), SCMP_SYS(sched_getparam), SCMP_SYS(sched_getscheduler),
     };
+
+    for (size_t i = 0; ret == 0 && i < sizeof(read_scheduling_calls) / sizeof(read_scheduling_calls[0]); i++)
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, read_scheduling_calls[i], 0);
     for (size_t i = 0; ret == 0 && i < sizeof(own_pid_calls) / sizeof(own_pid_calls[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, own_pid_calls[i], 1, SCMP_A0(SCMP_CMP_EQ, 0));
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl_options) / sizeof(allowed_prctl_options[0]); i++)
