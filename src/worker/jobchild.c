@@ -179,6 +179,29 @@ static int choose_identity(struct warm *w, char *identity, size_t size)
     return 0;
 }
 
+/*
+ * Looking for a GPU costs a job ~30 ms (dlopen attempts of every driver), too much to repeat per job on a CPU
+ * node, and a CUDA context must not be created before a fork. So a throwaway child looks once; when it finds
+ * no device, this process makes the same (software) choice itself, and every job's child inherits it.
+ * When a device exists, each job's child opens it, as only it may.
+ */
+static void settle_hwaccel(const struct mw_config *cfg)
+{
+    struct mw_hwaccel_choice choice;
+    AVBufferRef *device = NULL;
+    int status = 0;
+    pid_t pid;
+
+    if (cfg->hwaccel == MW_HWACCEL_NONE)
+        return;
+    pid = fork();
+    if (pid == 0)
+        _exit(mw_hwaccel_open(cfg, &device, &choice) == 0 && choice.device_type != AV_HWDEVICE_TYPE_NONE ? 0 : 1);
+    if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 1 &&
+        mw_hwaccel_shared(cfg, &device, &choice) == 0)
+        av_buffer_unref(&device);
+}
+
 static void send_progress(void *opaque, const struct mw_progress *progress)
 {
     struct child *c = opaque;
@@ -481,6 +504,7 @@ int mw_jobproc_child_main(int fd)
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
+    settle_hwaccel(&w->cfg);
     if (apply_limits(&w->cfg) < 0 || choose_identity(w, identity, sizeof(identity)) < 0 ||
         prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || mw_path_mkdirs(w->cfg.output_root) < 0) {
         status = 3;
