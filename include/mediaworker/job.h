@@ -68,6 +68,15 @@ int mw_job_digest(const char *body, size_t length, char digest[MW_JOB_DIGEST_SIZ
  */
 int mw_job_output_path(const struct mw_config *cfg, const struct mw_job *job, char *dir, size_t size);
 
+/*
+ * Where the job's input is: file_info.path resolved under the input root (path policy applied), or the
+ * downloaded copy of file_info.url. 0 with the absolute path in input_path, or an error (MW_ERR_PATH_REFUSED,
+ * MW_ERR_NOT_REGULAR_FILE, AVERROR(ENOENT), MW_ERR_UNSUPPORTED_OP for a URL not yet downloaded) with a
+ * reason in detail.
+ */
+int mw_job_locate_input(const struct mw_config *cfg, const struct mw_job *job, char *input_path, size_t size,
+                        char *detail, size_t detail_size);
+
 /* True when some operation of the job writes files (a probe alone writes none). */
 int mw_job_writes_outputs(const struct mw_job *job);
 

@@ -160,7 +160,7 @@ static int validate_operations(const struct mw_job *job, char *err, size_t err_s
 }
 
 /* A path input resolves under the input root; a URL input was downloaded by the caller into scratch space. */
-static int locate_input(const struct mw_config *cfg, const struct mw_job *job, char *input_path, size_t size,
+int mw_job_locate_input(const struct mw_config *cfg, const struct mw_job *job, char *input_path, size_t size,
                         char *detail, size_t detail_size)
 {
     const char *reason = NULL;
@@ -385,7 +385,7 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
     ret = validate_operations(job, ctx.error_detail, sizeof(ctx.error_detail));
     if (ret < 0)
         goto end;
-    ret = locate_input(cfg, job, input_path, sizeof(input_path), ctx.error_detail, sizeof(ctx.error_detail));
+    ret = mw_job_locate_input(cfg, job, input_path, sizeof(input_path), ctx.error_detail, sizeof(ctx.error_detail));
     if (ret < 0)
         goto end;
     ctx.input_path = input_path;

@@ -77,7 +77,7 @@ struct child {
     int fd;                       /* the child's own socket to the warm process */
     const char *nonce;
     int64_t last_progress;
-    int proc_status_fd, proc_statm_fd;
+    int proc_status_fd;
 };
 
 static void set_limit(int resource, rlim_t soft, rlim_t hard, const char *name)
@@ -325,11 +325,11 @@ static int confine(const struct warm *w, struct mw_job *job, char *output_dir, s
     AVBufferRef *device = NULL;
     char gpu_nodes[8][64];
     char input_path[4096];
-    const char *reason = NULL;
+    char detail[256];
     int ret;
 
-    if (job->url[0] ? (snprintf(input_path, sizeof(input_path), "%s", job->local_input), job->local_input[0] != 0)
-                    : mw_path_resolve(w->cfg.input_root, job->path, input_path, sizeof(input_path), &reason) == 0)
+    /* A failure here is the job's to report: mw_job_run locates the input again and says why. */
+    if (mw_job_locate_input(&w->cfg, job, input_path, sizeof(input_path), detail, sizeof(detail)) == 0)
         job->input_fd = open(input_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     /* Opened before the sandbox, while the driver may still read what it needs; shared by the job. */
     if (mw_hwaccel_shared(&w->cfg, &device, &choice) < 0)
@@ -404,12 +404,6 @@ end:
     return ret;
 }
 
-/* Sends the supervisor a frame of ours: a type byte, then the payload. */
-static int send_typed(int fd, char type, const char *payload, size_t size)
-{
-    return mw_jobproc_frame_write_typed(fd, type, payload, size);
-}
-
 /*
  * One job: fork the child, relay its frames, reap it, say how it ended. Returns 0, or a negative error when
  * the supervisor's socket is gone (the warm process then exits).
@@ -458,7 +452,7 @@ static int serve_job(struct warm *w, const char *text, size_t size)
             size_t frame_size;
             if (mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0) < 0)
                 break;
-            ret = send_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
+            ret = mw_jobproc_frame_write_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
             av_free(frame);
             if (ret < 0)
                 break;
@@ -473,7 +467,7 @@ static int serve_job(struct warm *w, const char *text, size_t size)
     cJSON_Delete(request);
     if (ret < 0)
         return ret;
-    return send_typed(w->fd, MW_JOBPROC_END_FRAME, end, strlen(end));
+    return mw_jobproc_frame_write_typed(w->fd, MW_JOBPROC_END_FRAME, end, strlen(end));
 }
 
 int mw_jobproc_child_main(int fd)
@@ -512,7 +506,7 @@ int mw_jobproc_child_main(int fd)
     }
     snprintf(ready, sizeof(ready), "{\"ready\":true,\"job_identity\":\"%s\",\"dropped\":%s}", identity,
              w->drop_user ? "true" : "false");
-    if (send_typed(fd, MW_JOBPROC_READY_FRAME, ready, strlen(ready)) < 0) {
+    if (mw_jobproc_frame_write_typed(fd, MW_JOBPROC_READY_FRAME, ready, strlen(ready)) < 0) {
         status = 1;
         goto end;
     }
