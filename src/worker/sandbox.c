@@ -193,23 +193,29 @@ static int apply_landlock(const struct mw_sandbox_policy *policy, struct mw_sand
     return ret;
 }
 
+/* libseccomp's SCMP_A0() leaves datum_b to the compiler; spelled out, every field is set. */
+static struct scmp_arg_cmp arg_equals(unsigned int arg, scmp_datum_t value)
+{
+    return (struct scmp_arg_cmp){.arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0};
+}
+
 static int allow_for_self(scmp_filter_ctx filter, pid_t self)
 {
     int ret = 0;
 
     /* Signals only to this process (its threads included: tgkill names the thread group). kill(0, ..) and
      * negative pids reach the process group, so only the own pid passes; tkill names no group and is refused. */
-    ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+    ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, arg_equals(0, (scmp_datum_t)self));
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)self));
+                               arg_equals(0, (scmp_datum_t)self));
     /* Priorities of the calling thread only (who = 0), which is how the encoders lower their threads. */
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
-                               SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+                               arg_equals(0, PRIO_PROCESS), arg_equals(1, 0));
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(getpriority), 2,
-                               SCMP_A0(SCMP_CMP_EQ, PRIO_PROCESS), SCMP_A1(SCMP_CMP_EQ, 0));
+                               arg_equals(0, PRIO_PROCESS), arg_equals(1, 0));
     /* Calls that change something of a pid, where 0 means the caller: other pids are refused. Reading
      * scheduling state stays open, since pthread_getattr_np asks it of a thread by its tid. */
     static const int own_pid_calls[] = {SCMP_SYS(sched_setaffinity), SCMP_SYS(prlimit64), SCMP_SYS(get_robust_list)};
@@ -220,17 +226,17 @@ static int allow_for_self(scmp_filter_ctx filter, pid_t self)
     for (size_t i = 0; ret == 0 && i < sizeof(read_scheduling_calls) / sizeof(read_scheduling_calls[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, read_scheduling_calls[i], 0);
     for (size_t i = 0; ret == 0 && i < sizeof(own_pid_calls) / sizeof(own_pid_calls[0]); i++)
-        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, own_pid_calls[i], 1, SCMP_A0(SCMP_CMP_EQ, 0));
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, own_pid_calls[i], 1, arg_equals(0, 0));
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl_options) / sizeof(allowed_prctl_options[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)allowed_prctl_options[i]));
+                               arg_equals(0, (scmp_datum_t)allowed_prctl_options[i]));
     for (size_t i = 0; LEAK_SCAN_AT_EXIT && ret == 0 &&
                        i < sizeof(leak_scan_prctl_options) / sizeof(leak_scan_prctl_options[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)leak_scan_prctl_options[i]));
+                               arg_equals(0, (scmp_datum_t)leak_scan_prctl_options[i]));
     if (LEAK_SCAN_AT_EXIT && ret == 0)
-        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG),
-                               SCMP_A1(SCMP_CMP_EQ, SIGKILL));
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, arg_equals(0, PR_SET_PDEATHSIG),
+                               arg_equals(1, SIGKILL));
     return ret;
 }
 

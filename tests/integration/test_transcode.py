@@ -237,9 +237,7 @@ def test_vfr():
 
 def test_remux():
     out = fresh_dir("tc-remux")
-    start = time.monotonic()
     result = transcode(WEB, out, "--renditions", "360")
-    remux_s = time.monotonic() - start
     if not result:
         return
     check(result["remuxed"], "web-compliant input was re-encoded")
@@ -249,15 +247,11 @@ def test_remux():
         check(src.get(field) == dst.get(field), f"remux changed {field}: {src.get(field)} -> {dst.get(field)}")
     check([p["size"] for p in packets(WEB)] == [p["size"] for p in packets(path)], "remux changed the packets")
     check(moov_before_mdat(path), "remuxed output is not faststart")
-    out2 = fresh_dir("tc-remux-encoded")
-    start = time.monotonic()
-    again = transcode(WEB, out2, "--renditions", "360", "--no-remux")
-    encode_s = time.monotonic() - start
+    # Identical packets prove nothing was decoded; how much faster that is belongs to tests/bench, not here.
+    again = transcode(WEB, fresh_dir("tc-remux-encoded"), "--renditions", "360", "--no-remux")
     check(again is not None and not again["remuxed"], "--no-remux still remuxed")
-    # Process start-up dominates both on a clip this short; the 60 s reference in tests/bench shows ~100x.
     heavy = transcode(HEAVY, fresh_dir("tc-heavy"), "--renditions", "240")
     check(heavy is not None and not heavy["remuxed"], "an upload far above the bitrate cap was remuxed")
-    check(remux_s * 3 < encode_s, f"remux {remux_s:.3f} s is not far faster than encoding {encode_s:.3f} s")
 
 
 def test_audio_only_and_video_only():
