@@ -75,6 +75,13 @@ int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int th
 /* Closes everything and sets *in to NULL; accepts NULL. */
 void mw_input_close(struct mw_input **in);
 
+/*
+ * Runs, once, the one-time set-up of the decoders uploads need most (libavcodec builds their static tables
+ * on first open). A process that forks a child per job calls it before forking, so that each child inherits
+ * the tables instead of building them again. Touches no input; a decoder that fails to open is skipped.
+ */
+void mw_input_prewarm_decoders(void);
+
 /* Comma-separated lists used at open; exposed for `mediaworker caps` and the docs. */
 extern const char mw_input_format_whitelist[];
 extern const char mw_input_codec_whitelist[];

@@ -22,6 +22,19 @@
 
 #define MW_SANDBOX_MAX_PATHS 16
 
+/* 1 in AddressSanitizer builds, whose leak check runs at exit: a job's process must then exit() (not
+ * _exit()), and its sandbox must let the leak scanner work. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MW_LEAK_SCAN_AT_EXIT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MW_LEAK_SCAN_AT_EXIT 1
+#endif
+#endif
+#ifndef MW_LEAK_SCAN_AT_EXIT
+#define MW_LEAK_SCAN_AT_EXIT 0
+#endif
+
 struct mw_sandbox_policy {
     const char *read_only[MW_SANDBOX_MAX_PATHS];   /* NULL-terminated directories (or files) */
     const char *read_write[MW_SANDBOX_MAX_PATHS];

@@ -464,3 +464,27 @@ void mw_input_close(struct mw_input **pin)
     av_free(in);
     *pin = NULL;
 }
+
+void mw_input_prewarm_decoders(void)
+{
+    static const enum AVCodecID common[] = {
+        AV_CODEC_ID_H264, AV_CODEC_ID_HEVC, AV_CODEC_ID_VP9,  AV_CODEC_ID_VP8,  AV_CODEC_ID_MPEG4,
+        AV_CODEC_ID_MPEG2VIDEO, AV_CODEC_ID_MJPEG, AV_CODEC_ID_PNG, AV_CODEC_ID_AAC, AV_CODEC_ID_MP3,
+        AV_CODEC_ID_OPUS, AV_CODEC_ID_AC3, AV_CODEC_ID_EAC3, AV_CODEC_ID_FLAC, AV_CODEC_ID_VORBIS,
+    };
+
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+        const AVCodec *codec = avcodec_find_decoder(common[i]);
+        AVCodecContext *ctx = codec ? avcodec_alloc_context3(codec) : NULL;
+        AVDictionary *options = NULL;
+        int ret = ctx ? av_dict_set(&options, "threads", "1", 0) : AVERROR(ENOMEM);
+
+        if (ret >= 0)
+            ret = avcodec_open2(ctx, codec, &options);
+        if (ret < 0)
+            mw_log(MW_LOG_DEBUG, "input", "decoder for %s not prewarmed: %s", avcodec_get_name(common[i]),
+                   mw_err2str(ret));
+        av_dict_free(&options);
+        avcodec_free_context(&ctx);
+    }
+}

@@ -31,18 +31,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libavutil/common.h>
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
 
 #include "mediaworker/error.h"
 #include "mediaworker/hwaccel.h"
+#include "mediaworker/input.h"
 #include "mediaworker/jobproc.h"
 #include "mediaworker/log.h"
 #include "mediaworker/path.h"
@@ -404,6 +407,39 @@ end:
     return ret;
 }
 
+/* Each block below the M_MMAP_THRESHOLD the warm process sets, so that malloc takes them from the heap. */
+#define HUGE_PAGE_HEAP_BLOCK_BYTES ((size_t)24 << 20)
+#define HUGE_PAGE_HEAP_BLOCKS 4
+#define HUGE_PAGE_BYTES ((uintptr_t)2 << 20)
+
+/*
+ * A forked child owns none of its heap pages: each 4 KiB page a job touches first is a page fault, and a
+ * decoder touches many (libavcodec zeroes every frame of its pools; a 1080p frame is 3 MiB). On a virtual
+ * machine a fault costs ~10 us, so a probe of a 1080p upload spent more time in faults than decoding. The
+ * child therefore grows its heap once and asks for transparent huge pages there: one fault per 2 MiB.
+ * Until touched the growth is only address space, and it stays in the heap for the job's allocations
+ * (M_TRIM_THRESHOLD). Where the kernel has huge pages off, madvise fails and nothing else changes.
+ */
+static void reserve_huge_page_heap(void)
+{
+    void *blocks[HUGE_PAGE_HEAP_BLOCKS] = {NULL};
+    uintptr_t low = UINTPTR_MAX, high = 0;
+
+    for (int i = 0; i < HUGE_PAGE_HEAP_BLOCKS; i++) {
+        blocks[i] = malloc(HUGE_PAGE_HEAP_BLOCK_BYTES);
+        if (!blocks[i])
+            break;
+        low = FFMIN(low, (uintptr_t)blocks[i]);
+        high = FFMAX(high, (uintptr_t)blocks[i] + HUGE_PAGE_HEAP_BLOCK_BYTES);
+    }
+    low = (low + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+    high &= ~(HUGE_PAGE_BYTES - 1);
+    if (high > low)
+        madvise((void *)low, high - low, MADV_HUGEPAGE);
+    for (int i = 0; i < HUGE_PAGE_HEAP_BLOCKS; i++)
+        free(blocks[i]);
+}
+
 /*
  * One job: fork the child, relay its frames, reap it, say how it ended. Returns 0, or a negative error when
  * the supervisor's socket is gone (the warm process then exits).
@@ -439,8 +475,15 @@ static int serve_job(struct warm *w, const char *text, size_t size)
         close(w->fd);
         close(pair[0]);
         prctl(PR_SET_NAME, "mw-job-run", 0, 0, 0);
-        /* exit, not _exit: the sanitizers' leak check runs at exit. */
-        exit(run_child(w, request, pair[1]));
+        reserve_huge_page_heap();
+        int child_status = run_child(w, request, pair[1]);
+        /* The kernel takes back a finished job's memory at once. exit() would first run the destructors of
+         * every library libav links (over a hundred), each write a copy-on-write fault in a forked process:
+         * it cost more than a probe. Sanitizer builds exit() for their leak check. */
+        if (MW_LEAK_SCAN_AT_EXIT)
+            exit(child_status);
+        fflush(NULL);
+        _exit(child_status);
     }
     close(pair[1]);
     if (pid < 0) {
@@ -499,6 +542,7 @@ int mw_jobproc_child_main(int fd)
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
     mw_log_route_libav();
     settle_hwaccel(&w->cfg);
+    mw_input_prewarm_decoders();
     if (apply_limits(&w->cfg) < 0 || choose_identity(w, identity, sizeof(identity)) < 0 ||
         prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || mw_path_mkdirs(w->cfg.output_root) < 0) {
         status = 3;

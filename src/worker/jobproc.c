@@ -108,17 +108,26 @@ static int wait_ready(struct mw_jobproc *p)
  * before fork, since the child may not allocate. The strings stay environ's; only the array is ours. */
 static char **child_environment(void)
 {
+    /* The job process forks a child per job: symbols bound once at its start are bound for every child,
+     * where lazy binding would look each one up again in every child. */
+    static char bind_now[] = "LD_BIND_NOW=1";
     size_t count = 0, kept = 0;
+    int binds_now = 0;
     char **env;
 
     while (environ[count])
         count++;
-    env = av_malloc_array(count + 1, sizeof(*env));
+    env = av_malloc_array(count + 2, sizeof(*env));
     if (!env)
         return NULL;
-    for (size_t i = 0; i < count; i++)
-        if (!mw_config_is_credential_variable(environ[i]))
-            env[kept++] = environ[i];
+    for (size_t i = 0; i < count; i++) {
+        if (mw_config_is_credential_variable(environ[i]))
+            continue;
+        binds_now |= !strncmp(environ[i], "LD_BIND_NOW=", 12);
+        env[kept++] = environ[i];
+    }
+    if (!binds_now)
+        env[kept++] = bind_now;
     env[kept] = NULL;
     return env;
 }

@@ -68,17 +68,6 @@ static const int allowed_syscalls[] = {
 /* LeakSanitizer scans a process at exit from a helper it clones (not a thread), which ptraces the threads
  * it finds in /proc; sanitizer builds allow exactly that, so job processes keep their leak check. Release
  * builds never do. */
-#if defined(__SANITIZE_ADDRESS__)
-#define LEAK_SCAN_AT_EXIT 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LEAK_SCAN_AT_EXIT 1
-#endif
-#endif
-#ifndef LEAK_SCAN_AT_EXIT
-#define LEAK_SCAN_AT_EXIT 0
-#endif
-
 static const int leak_scan_syscalls[] = {SCMP_SYS(ptrace), SCMP_SYS(wait4), SCMP_SYS(getdents)};
 
 /* What a job may ask prctl for: thread names (libav and x264 name their threads), reading its own state,
@@ -180,7 +169,7 @@ static int apply_landlock(const struct mw_sandbox_policy *policy, struct mw_sand
     if (ruleset < 0)
         return AVERROR(errno);
     ret = add_landlock_paths(ruleset, policy->read_only, landlock_rights((int)abi, 0));
-    if (ret >= 0 && LEAK_SCAN_AT_EXIT)
+    if (ret >= 0 && MW_LEAK_SCAN_AT_EXIT)
         ret = add_landlock_paths(ruleset, (const char *const[MW_SANDBOX_MAX_PATHS]){"/proc"},
                                  landlock_rights((int)abi, 0));
     if (ret >= 0)
@@ -230,11 +219,11 @@ static int allow_for_self(scmp_filter_ctx filter, pid_t self)
     for (size_t i = 0; ret == 0 && i < sizeof(allowed_prctl_options) / sizeof(allowed_prctl_options[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                arg_equals(0, (scmp_datum_t)allowed_prctl_options[i]));
-    for (size_t i = 0; LEAK_SCAN_AT_EXIT && ret == 0 &&
+    for (size_t i = 0; MW_LEAK_SCAN_AT_EXIT && ret == 0 &&
                        i < sizeof(leak_scan_prctl_options) / sizeof(leak_scan_prctl_options[0]); i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
                                arg_equals(0, (scmp_datum_t)leak_scan_prctl_options[i]));
-    if (LEAK_SCAN_AT_EXIT && ret == 0)
+    if (MW_LEAK_SCAN_AT_EXIT && ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 2, arg_equals(0, PR_SET_PDEATHSIG),
                                arg_equals(1, SIGKILL));
     return ret;
@@ -252,12 +241,12 @@ static int apply_seccomp(struct mw_sandbox_status *status)
     if (ret == 0)
         ret = allow_for_self(filter, getpid());
     /* Threads yes, processes no: clone is allowed only with CLONE_THREAD. */
-    if (ret == 0 && LEAK_SCAN_AT_EXIT)
+    if (ret == 0 && MW_LEAK_SCAN_AT_EXIT)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0);
     else if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
                                SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
-    for (size_t i = 0; LEAK_SCAN_AT_EXIT && i < sizeof(leak_scan_syscalls) / sizeof(leak_scan_syscalls[0]) && ret == 0; i++)
+    for (size_t i = 0; MW_LEAK_SCAN_AT_EXIT && i < sizeof(leak_scan_syscalls) / sizeof(leak_scan_syscalls[0]) && ret == 0; i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, leak_scan_syscalls[i], 0);
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);

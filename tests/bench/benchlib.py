@@ -102,6 +102,48 @@ def reference_clip():
     return path
 
 
+# Uploads as people make them: real containers of 5-60 s and 1-20 MB, camera-like pictures (a moving pattern
+# under temporal grain, so the encoders spend real bits), several codecs and muxers, a phone's rotation, a
+# file whose index sits at its end. (name, duration s, size, rate, video codec args, audio codec args, extra)
+UPLOADS = [
+    ("phone-1080p30-h264-aac.mov", 20, "1920x1080", 30, ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "5M"],
+     ["-c:a", "aac", "-b:a", "128k"], ["-metadata:s:v", "rotate=90"]),
+    ("web-720p30-h264-aac.mp4", 30, "1280x720", 30, ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "2500k"],
+     ["-c:a", "aac", "-b:a", "128k"], ["-movflags", "+faststart"]),
+    ("camera-1080p60-h264-aac-moov-at-end.mp4", 10, "1920x1080", 60,
+     ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "8M"], ["-c:a", "aac", "-b:a", "192k"], []),
+    ("hevc-1080p30-aac.mp4", 10, "1920x1080", 30, ["-c:v", "libx265", "-preset", "ultrafast", "-b:v", "3M",
+                                                   "-tag:v", "hvc1", "-x265-params", "log-level=error"],
+     ["-c:a", "aac", "-b:a", "128k"], []),
+    ("vp9-720p30-opus.webm", 15, "1280x720", 30, ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
+                                                  "-b:v", "1500k"], ["-c:a", "libopus", "-b:a", "96k"], []),
+    ("broadcast-720p25-h264-aac.ts", 60, "1280x720", 25, ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "2M"],
+     ["-c:a", "aac", "-b:a", "128k"], []),
+    ("edit-1080p25-h264-aac.mkv", 20, "1920x1080", 25, ["-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M"],
+     ["-c:a", "aac", "-b:a", "160k"], []),
+    ("screen-480p30-mpeg4-mp3.avi", 30, "854x480", 30, ["-c:v", "mpeg4", "-q:v", "4"],
+     ["-c:a", "libmp3lame", "-b:a", "128k"], []),
+]
+
+
+def upload_corpus():
+    """The UPLOADS files (made once, kept under WORK/uploads); returns their paths."""
+    folder = os.path.join(WORK, "uploads")
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for name, seconds, size, rate, video, audio, extra in UPLOADS:
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            tmp = os.path.join(folder, ".part-" + name)
+            ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds},"
+                                         "noise=alls=10:allf=t+u",
+                    "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+                    "-pix_fmt", "yuv420p", "-g", str(rate * 2)] + video + audio + extra + [tmp])
+            os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
 def fresh(name):
     """An empty folder WORK/name for one benchmark's outputs."""
     folder = os.path.join(WORK, name)
