@@ -477,8 +477,10 @@ void mw_input_prewarm_decoders(void)
         const AVCodec *codec = avcodec_find_decoder(common[i]);
         AVCodecContext *ctx = codec ? avcodec_alloc_context3(codec) : NULL;
         AVDictionary *options = NULL;
-        int ret = ctx ? av_dict_set(&options, "threads", "1", 0) : AVERROR(ENOMEM);
+        int ret = !codec ? AVERROR_DECODER_NOT_FOUND : !ctx ? AVERROR(ENOMEM) : 0;
 
+        if (ret >= 0)
+            ret = av_dict_set(&options, "threads", "1", 0);
         if (ret >= 0)
             ret = avcodec_open2(ctx, codec, &options);
         if (ret < 0)

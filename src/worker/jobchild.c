@@ -38,7 +38,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <libavutil/common.h>
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
@@ -407,9 +406,8 @@ end:
     return ret;
 }
 
-/* Each block below the M_MMAP_THRESHOLD the warm process sets, so that malloc takes them from the heap. */
-#define HUGE_PAGE_HEAP_BLOCK_BYTES ((size_t)24 << 20)
-#define HUGE_PAGE_HEAP_BLOCKS 4
+/* Below the M_MMAP_THRESHOLD the warm process sets, so that malloc takes it from the heap. */
+#define HUGE_PAGE_HEAP_BYTES ((size_t)30 << 20)
 #define HUGE_PAGE_BYTES ((uintptr_t)2 << 20)
 
 /*
@@ -422,22 +420,15 @@ end:
  */
 static void reserve_huge_page_heap(void)
 {
-    void *blocks[HUGE_PAGE_HEAP_BLOCKS] = {NULL};
-    uintptr_t low = UINTPTR_MAX, high = 0;
+    void *block = malloc(HUGE_PAGE_HEAP_BYTES);
+    uintptr_t start, end;
 
-    for (int i = 0; i < HUGE_PAGE_HEAP_BLOCKS; i++) {
-        blocks[i] = malloc(HUGE_PAGE_HEAP_BLOCK_BYTES);
-        if (!blocks[i])
-            break;
-        low = FFMIN(low, (uintptr_t)blocks[i]);
-        high = FFMAX(high, (uintptr_t)blocks[i] + HUGE_PAGE_HEAP_BLOCK_BYTES);
-    }
-    low = (low + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
-    high &= ~(HUGE_PAGE_BYTES - 1);
-    if (high > low)
-        madvise((void *)low, high - low, MADV_HUGEPAGE);
-    for (int i = 0; i < HUGE_PAGE_HEAP_BLOCKS; i++)
-        free(blocks[i]);
+    if (!block)
+        return;
+    start = ((uintptr_t)block + HUGE_PAGE_BYTES - 1) & ~(HUGE_PAGE_BYTES - 1);
+    end = ((uintptr_t)block + HUGE_PAGE_HEAP_BYTES) & ~(HUGE_PAGE_BYTES - 1);
+    madvise((void *)start, end - start, MADV_HUGEPAGE);
+    free(block);
 }
 
 /*

@@ -1,4 +1,4 @@
-"""The whole queue path, probe-only jobs on small files: publish -> worker -> Data Service report -> ack.
+"""The whole queue path, probe-only jobs on realistic uploads (benchlib.UPLOADS): publish -> worker -> Data Service report -> ack.
 
 Ours: `mediaworker serve` with MW_JOB_PROCESSES=2 (one per core) and MW_SLOTS at its default, twice that:
 4 deliveries in flight. Theirs: the naive design with as many deliveries in flight, 4 python pika consumers
@@ -121,13 +121,12 @@ def main():
     os.makedirs(work, exist_ok=True)
     input_root = os.path.join(work, "in")
     os.makedirs(input_root, exist_ok=True)
-    clip = os.path.join(work, "small.mp4")
-    if not os.path.exists(clip):
-        benchlib.ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i",
-                         "sine=duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
-                         clip])
-    # WORK/worker/in/000.mp4 ... 049.mp4; the job messages name them relative to MW_INPUT_ROOT (input_root).
-    files = [os.path.basename(link) for link in benchlib.copies(clip, 50, os.path.join("worker", "in"))]
+    # Six hard links of each realistic upload under WORK/worker/in/; the job messages name them relative to
+    # MW_INPUT_ROOT (input_root), so no side can answer a name from a cache.
+    files = []
+    for number, upload in enumerate(benchlib.upload_corpus()):
+        files += [os.path.basename(link) for link in
+                  benchlib.copies(upload, 6, os.path.join("worker", "in"), prefix=f"{number}-")]
 
     with rabbitmq.RabbitMQ(work) as broker:
         ds = data_service.DataService().start()

@@ -152,13 +152,13 @@ def fresh(name):
     return folder
 
 
-def copies(path, count, name):
+def copies(path, count, name, prefix=""):
     """count hard links of path under distinct names, so per-file tools cannot hit a cache by name."""
     folder = os.path.join(WORK, name)
     os.makedirs(folder, exist_ok=True)
     out = []
     for i in range(count):
-        link = os.path.join(folder, f"{i:03d}{os.path.splitext(path)[1]}")
+        link = os.path.join(folder, f"{prefix}{i:03d}{os.path.splitext(path)[1]}")
         if not os.path.exists(link):
             os.link(path, link)
         out.append(link)
