@@ -113,6 +113,8 @@ int mw_jobproc_frame_read(int fd, char **data, size_t *size, int64_t deadline)
         return AVERROR(ENOMEM);
     ret = read_exact(fd, (uint8_t *)buf, length, deadline);
     if (ret < 0) {
+        /* Part of a job's frame (its data): wiped like every whole one its reader frees. */
+        explicit_bzero(buf, length);
         av_free(buf);
         return ret == AVERROR_EOF ? AVERROR_INVALIDDATA : ret;
     }

@@ -2,7 +2,10 @@
  * The job-process side: a warm process that forks one confined child per job.
  *
  * The warm process receives the configuration, sets the limits every job inherits, loads the libraries and
- * then only waits for jobs: it never opens an upload, never decodes, and holds nobody's data. For each job
+ * then only waits for jobs: it never opens an upload, never decodes, and keeps nobody's data past their job:
+ * it wipes every request, every parsed copy of one (cJSON's free is a wiping free in this process and its
+ * children) and every frame it relays before freeing them, since the next job's child is forked with a copy
+ * of this process's heap, freed blocks included. For each job
  * it forks a child, which prepares exactly that job's files while it still may (opens its one input,
  * creates its one output folder), then confines itself with that job's paths (see sandbox.h: an
  * unprivileged user, no new privileges, Landlock on those paths alone, a seccomp filter built with its own
@@ -38,6 +41,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
@@ -431,6 +435,22 @@ static void reserve_huge_page_heap(void)
     free(block);
 }
 
+/* cJSON's free here: parsed requests hold users' data, and freed heap is what the next job's child inherits. */
+static void wiping_free(void *block)
+{
+    if (!block)
+        return;
+    explicit_bzero(block, malloc_usable_size(block));
+    free(block);
+}
+
+static void wipe_and_free(char **data, size_t size)
+{
+    if (*data)
+        explicit_bzero(*data, size);
+    av_freep(data);
+}
+
 /*
  * One job: fork the child, relay its frames, reap it, say how it ended. Returns 0, or a negative error when
  * the supervisor's socket is gone (the warm process then exits).
@@ -487,7 +507,7 @@ static int serve_job(struct warm *w, const char *text, size_t size)
             if (mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0) < 0)
                 break;
             ret = mw_jobproc_frame_write_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
-            av_free(frame);
+            wipe_and_free(&frame, frame_size);
             if (ret < 0)
                 break;
         }
@@ -525,6 +545,7 @@ int mw_jobproc_child_main(int fd)
     memcpy(&w->cfg, text, sizeof(w->cfg));
     av_freep(&text);
     mw_log_setup(w->cfg.log_level, w->cfg.log_format, stderr);
+    cJSON_InitHooks(&(cJSON_Hooks){.malloc_fn = malloc, .free_fn = wiping_free});
     /* exec'd as /proc/self/exe, the process would be called "exe" in ps and top. */
     prctl(PR_SET_NAME, "mw-job", 0, 0, 0);
     /* A job allocates and frees the same large buffers many times (frame pools, packet queues); keeping freed
@@ -554,7 +575,7 @@ int mw_jobproc_child_main(int fd)
             break;
         }
         ret = serve_job(w, text, size);
-        av_freep(&text);
+        wipe_and_free(&text, size);
         if (ret < 0) {
             status = 1;
             break;

@@ -4,7 +4,10 @@ exploited by a hostile upload. Every attempt to reach outside the job must fail:
 limits of other processes, device nodes, another user's upload, another job's or user's output folder,
 the supervisor's environment. The job's report must still be right. A second run forges answer frames on
 every socket the job holds: the supervisor must refuse them (JOB_PROTOCOL for that job only), and the next
-job, another user's, must report its own result."""
+job, another user's, must report its own result. A third run searches each job's memory for a text that only
+an earlier job of another user carried (in its upload's name and title tag, so in its message, its request
+and its results): a job forked from the warm process must inherit none of it, while the job that carried
+it must find it (the search sees the heap)."""
 import os
 import shutil
 import subprocess
@@ -116,6 +119,34 @@ def main():
                       f"the next job (another user) reports its own result: {after.get('status')} {after.get('path')}")
                 check(not any("forged" in str(nf) for _, nf in new_files(ds)), "nothing forged reached a report")
                 check(any(l[0] == "forge" for l in attack_lines(w)), "the forging code ran")
+
+                ds.reset()
+                marker = "zq7-private-upload-of-user-43"
+                subprocess.run(["ffmpeg", "-v", "error", "-i", os.path.join(input_root, "43", "clip.mp4"),
+                                "-c", "copy", "-metadata", f"title={' '.join([marker] * 40)}",
+                                os.path.join(input_root, "43", marker + ".mp4")], check=True)
+                w = Worker(broker, ds, input_root, output_root, ATTACK_SCAN_MARKER_REVERSED=marker[::-1],
+                           **env).start()
+                # A field the worker ignores, as an upload backend's messages carry (the uploader's notes, say).
+                publish(broker, {"user_id": 43, "job_id": "private-1", "notes": " ".join([marker] * 6000),
+                                 "file_info": {"path": f"43/{marker}.mp4", "name": f"{marker}.mp4"},
+                                 "operations": [{"type": "probe"}, {"type": "thumbnail", "width": 64}]})
+                ds.wait_for(lambda r: len(r) >= 1, 60)
+                for n in (2, 3):
+                    publish(broker, {"user_id": 42, "job_id": f"n{n}", "file_info": {"path": "42/clip.mp4"},
+                                     "operations": [{"type": "probe"}]})
+                    ds.wait_for(lambda r, n=n: len(r) >= n, 60)
+                check(w.stop() == 0, "scan: worker exits 0")
+                scans = [l for l in attack_lines(w) if l[0].startswith("scan-")]
+                print("memory scans:", scans)
+                own = [l for l in scans if l[0] == "scan-own"]
+                others = [l for l in scans if l[0] == "scan-earlier-job"]
+                check(len(own) == 1 and own[0][1] == "found" and int(own[0][2].split("scanned=")[1]) > 1 << 20,
+                      f"the scan sees a job's memory: it finds the job's own request: {own}")
+                check(len(others) == 2, f"both later jobs searched their memory: {others}")
+                for name, outcome, *detail in others:
+                    check(outcome == "blocked", f"a later job holds nothing of user 43's job: {outcome} {detail}")
+                check(all(nf.get("status") == "processed" for _, nf in new_files(ds)), "every scanned job succeeded")
             finally:
                 ds.stop()
     finally:
