@@ -43,6 +43,7 @@ struct mw_limits {
     int64_t max_input_bytes;
     int64_t max_pixels;           /* width * height of any picture, read or written */
     int64_t max_output_pixels;    /* width * height of all the pictures one job writes, summed */
+    int64_t max_output_bytes;     /* what one job's renditions may hold at their bitrate caps, summed */
     int64_t max_duration_ms;
     int max_streams;
     int64_t probesize;            /* bytes libav may read to find the streams */

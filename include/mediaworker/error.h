@@ -23,6 +23,7 @@
     X(TOO_MANY_STREAMS,  'T', 'S', "input has more streams than the configured limit")          \
     X(TOO_MANY_PIXELS,   'T', 'P', "picture is larger than the configured pixel limit")         \
     X(TOO_LONG,          'T', 'L', "input duration is longer than the configured limit")        \
+    X(TOO_MANY_BYTES,    'T', 'B', "outputs asked for are larger than the job's byte budget")   \
     X(DEADLINE,          'D', 'L', "job deadline passed")                                       \
     X(NO_MEDIA_STREAM,   'N', 'M', "input has no usable audio or video stream")                 \
     X(NO_PICTURE,        'N', 'P', "input has no usable picture")                               \

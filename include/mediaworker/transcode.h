@@ -114,6 +114,15 @@ struct mw_transcode_result {
 };
 
 /*
+ * The bytes a transcode of the probed input may write with options: each rendition at its preset's
+ * bitrate cap plus the preset's audio, for the whole duration, twice with HLS (the MP4 and the segments),
+ * plus a tenth for container overhead. The caps bound the encoder (VBV) and the remux fast path (taken
+ * only for sources under them), so a job's outputs stay near or below this. 0 when the duration is
+ * unknown; AVERROR(EINVAL) for a source the ladder cannot size.
+ */
+int64_t mw_transcode_bytes_at_caps(const struct mw_probe *probe, const struct mw_transcode_options *options);
+
+/*
  * Transcodes the opened input in into output_dir. in must not have been read from since it was opened
  * (the pipeline reads it once from the start); probe is its probe (or that of another opening of the same
  * file). Progress is reported from the calling thread. On success returns 0 with

@@ -79,6 +79,8 @@ static const struct option_spec options[] = {
     INT64("MW_MAX_PIXELS", "--max-pixels", limits.max_pixels, 1, (long long)1 << 32, "largest width*height"),
     INT64("MW_MAX_OUTPUT_PIXELS", "--max-output-pixels", limits.max_output_pixels, 1, (long long)1 << 40,
           "pixels of all images one job writes"),
+    INT64("MW_MAX_OUTPUT_BYTES", "--max-output-bytes", limits.max_output_bytes, 1, INT64_MAX,
+          "bytes one job's transcodes may write, at their bitrate caps"),
     INT64("MW_MAX_DURATION_MS", "--max-duration-ms", limits.max_duration_ms, 1, INT64_MAX / 1000, "longest input"),
     INT("MW_MAX_STREAMS", "--max-streams", limits.max_streams, 1, 1024, "most streams in one input"),
     INT64("MW_PROBESIZE", "--probesize", limits.probesize, 32, (long long)1 << 31, "bytes read to find streams"),
@@ -130,6 +132,9 @@ void mw_config_defaults(struct mw_config *cfg)
             /* Four 8K pictures' worth: a poster in 8 sizes, a storyboard of a long film, far below what
              * costs a node minutes of CPU and a gigabyte. */
             .max_output_pixels = (int64_t)4 * 7680 * 4320,
+            /* 16 GiB: the default ladder with HLS for over an hour of 1080p, more than a job can encode
+             * before MW_JOB_DEADLINE on a CPU node; an hours-long upload asking for 4K is refused. */
+            .max_output_bytes = (int64_t)16 << 30,
             .max_duration_ms = (int64_t)6 * 3600 * 1000,
             .max_streams = 32,
             .probesize = 10 << 20,

@@ -82,6 +82,19 @@ static int record_outputs(struct mw_job_context *ctx, const struct mw_transcode_
     return 0;
 }
 
+static int charge_transcode(struct mw_job_context *ctx, const cJSON *params)
+{
+    struct mw_transcode_options options = {.allow_remux = 1};
+    int ret = read_params(params, &options, ctx->error_detail, sizeof(ctx->error_detail));
+    int64_t bytes;
+
+    if (ret < 0)
+        return ret;
+    bytes = mw_transcode_bytes_at_caps(ctx->probe, &options);
+    /* A source the ladder cannot size fails in the transcode itself, with the pipeline's own reason. */
+    return bytes < 0 ? 0 : mw_job_charge_bytes(ctx, "transcode", bytes);
+}
+
 static int run_transcode(struct mw_job_context *ctx, const cJSON *params)
 {
     struct mw_transcode_options options = {
@@ -125,5 +138,6 @@ const struct mw_operation_handler mw_op_transcode = {
     .type = "transcode",
     .writes_files = 1,
     .validate = validate_transcode,
+    .charge = charge_transcode,
     .run = run_transcode,
 };

@@ -25,6 +25,7 @@ struct mw_job_context {
     const char *output_dir;          /* <output_root>/<user_id>/<job_id>, made by mw_job_output_dir */
     int output_dir_made;
     int64_t output_pixels;           /* charged so far against MW_MAX_OUTPUT_PIXELS */
+    int64_t output_bytes;            /* charged so far against MW_MAX_OUTPUT_BYTES */
     int64_t deadline;                /* av_gettime_relative() value */
     AVBufferRef *hw_device;          /* the process's device for decoding, or NULL for software */
     struct mw_hwaccel_choice hwaccel;/* what was asked, what was got, and why not */
@@ -70,6 +71,12 @@ int mw_job_output_dir(struct mw_job_context *ctx);
  */
 int mw_job_charge_pixels(struct mw_job_context *ctx, const char *field, int64_t width, int64_t height,
                          int64_t count);
+
+/*
+ * Counts bytes that the operation's field will write at most. Returns 0, or MW_ERR_TOO_MANY_BYTES with
+ * ctx->error_detail naming the field when the job's total is over MW_MAX_OUTPUT_BYTES.
+ */
+int mw_job_charge_bytes(struct mw_job_context *ctx, const char *field, int64_t bytes);
 
 /* The displayed size of the input's main picture (sample aspect ratio and rotation applied); 0 when none. */
 int mw_job_display_size(const struct mw_job_context *ctx, int *width, int *height);

@@ -275,6 +275,20 @@ int mw_job_charge_pixels(struct mw_job_context *ctx, const char *field, int64_t 
     return 0;
 }
 
+int mw_job_charge_bytes(struct mw_job_context *ctx, const char *field, int64_t bytes)
+{
+    const struct mw_limits *limits = &ctx->cfg->limits;
+
+    ctx->output_bytes += bytes;
+    if (ctx->output_bytes > limits->max_output_bytes) {
+        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "%s: the job's outputs would hold up to %" PRId64
+                 " MiB at their bitrate caps, over MW_MAX_OUTPUT_BYTES=%" PRId64, field, ctx->output_bytes >> 20,
+                 limits->max_output_bytes);
+        return MW_ERR_TOO_MANY_BYTES;
+    }
+    return 0;
+}
+
 int mw_job_display_size(const struct mw_job_context *ctx, int *width, int *height)
 {
     const struct mw_probe_stream *st;
@@ -298,7 +312,7 @@ int mw_job_display_size(const struct mw_job_context *ctx, int *width, int *heigh
     return 0;
 }
 
-/* Every operation's pixels, before the first one decodes anything. */
+/* Every operation's pixels and bytes, before the first one decodes anything. */
 static int charge_operations(struct mw_job_context *ctx)
 {
     for (int i = 0; i < ctx->job->operation_count; i++) {

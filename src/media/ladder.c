@@ -65,6 +65,33 @@ const struct mw_preset_cap *mw_preset_cap_for(const struct mw_preset *preset, in
     return last;
 }
 
+int64_t mw_transcode_bytes_at_caps(const struct mw_probe *probe, const struct mw_transcode_options *opt)
+{
+    const struct mw_preset *preset = opt->preset;
+    const int *heights = opt->height_count > 0 ? opt->heights : preset->default_heights;
+    struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
+    int count = opt->height_count;
+    double bits_per_second = 0;
+
+    if (probe->duration_us == AV_NOPTS_VALUE || probe->duration_us <= 0)
+        return 0;
+    if (probe->best_video < 0) {
+        bits_per_second = (double)preset->audio_bitrate;
+    } else {
+        const struct mw_probe_stream *v = &probe->streams[probe->best_video];
+        if (opt->height_count <= 0)
+            for (count = 0; count < MW_TRANSCODE_MAX_RENDITIONS && heights[count]; count++)
+                ;
+        count = mw_ladder_compute(v->width, v->height, v->sample_aspect_ratio, v->rotation, heights, count, sizes,
+                                  MW_TRANSCODE_MAX_RENDITIONS);
+        if (count < 0)
+            return count;
+        for (int i = 0; i < count; i++)
+            bits_per_second += (double)(mw_preset_cap_for(preset, sizes[i].height)->maxrate + preset->audio_bitrate);
+    }
+    return (int64_t)(bits_per_second / 8 * (probe->duration_us / 1e6) * (opt->hls ? 2 : 1) * 1.1);
+}
+
 static int even_down(double value)
 {
     int v = (int)floor(value);

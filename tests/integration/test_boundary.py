@@ -146,8 +146,9 @@ def test_job_id_reuse(broker, ds, roots):
 
 
 def test_output_budget(roots):
-    """A small input asking for huge outputs is refused before any decoding, naming the field; outputs are
-    never larger than the source unless upscaling is asked."""
+    """A small input asking for huge outputs is refused before any decoding, naming the field (pictures over
+    the pixel budget, a ladder over the byte budget); outputs are never larger than the source unless
+    upscaling is asked, and the same ladder under the byte budget runs."""
     import json
     import time
     env = {"MW_INPUT_ROOT": roots[0], "MW_OUTPUT_ROOT": roots[1], "POSTGRES_DATA_SERVICE_URL": "http://127.0.0.1:9"}
@@ -159,17 +160,21 @@ def test_output_budget(roots):
         "huge-storyboard": ({"type": "storyboard", "count": 2000, "tile_width": 1920}, "storyboard",
                             "MW_MAX_OUTPUT_PIXELS"),
     }
+    cases["ladder-over-bytes"] = ({"type": "transcode", "hls": True}, "transcode", "MW_MAX_OUTPUT_BYTES")
     for name, (operation, field, limit) in cases.items():
         job = os.path.join(roots[1], f"budget-{name}.json")
         with open(job, "w") as f:
             json.dump({"user_id": 42, "job_id": f"budget-{name}", "file_info": {"path": "clip.mp4"},
                        "operations": [operation]}, f)
         started = time.monotonic()
-        out = mwtest.run(["run", job], env=env, timeout=120)
+        # The clip's default-ladder transcode with HLS may hold about 350 KB at the caps.
+        bytes_budget = {"MW_MAX_OUTPUT_BYTES": "100000"} if limit == "MW_MAX_OUTPUT_BYTES" else {}
+        out = mwtest.run(["run", job], env=dict(env, **bytes_budget), timeout=120)
         took = time.monotonic() - started
         report = json.loads(out.stdout or "{}").get("new_file", {})
         error = report.get("error") or {}
-        check(out.returncode == 1 and error.get("code") == "TOO_MANY_PIXELS" and field in error.get("message", "")
+        code = "TOO_MANY_BYTES" if limit == "MW_MAX_OUTPUT_BYTES" else "TOO_MANY_PIXELS"
+        check(out.returncode == 1 and error.get("code") == code and field in error.get("message", "")
               and limit in error.get("message", ""), f"budget {name}: refused naming {field}: {error}")
         check(took < 10, f"budget {name}: refused up front ({took:.1f} s)")
         check(not os.path.exists(os.path.join(roots[1], "42", f"budget-{name}")) or
@@ -183,6 +188,16 @@ def test_output_budget(roots):
     report = json.loads(out.stdout or "{}").get("new_file", {})
     widths = [o.get("width") for o in report.get("outputs", [])]
     check(out.returncode == 0 and widths == [320] * 8, f"without upscale, sizes stay at the source's: {widths}")
+    job = os.path.join(roots[1], "budget-ladder-within.json")
+    with open(job, "w") as f:
+        json.dump({"user_id": 42, "job_id": "budget-ladder-within", "file_info": {"path": "clip.mp4"},
+                   "operations": [{"type": "transcode", "hls": True}]}, f)
+    out = mwtest.run(["run", job], env=dict(env, MW_MAX_OUTPUT_BYTES="1000000"), timeout=300)
+    report = json.loads(out.stdout or "{}").get("new_file", {})
+    folder = os.path.join(roots[1], "42", "budget-ladder-within")
+    written = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(folder) for n in names)
+    check(out.returncode == 0 and report.get("status") == "processed" and 0 < written <= 1000000,
+          f"the same ladder under a 1 MB budget runs and stays in it: {report.get('error')}, {written} bytes")
 
 
 def main():

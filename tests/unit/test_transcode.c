@@ -1,6 +1,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -103,6 +104,32 @@ static void presets_are_found_by_name(void **state)
     assert_int_equal(mw_preset_cap_for(web, 9999)->max_height, 2160);
 }
 
+/* At the caps of the web preset: 1080/720/480/360 are 6, 3, 1.5 and 0.9 Mbit/s, each with 128 kbit/s audio. */
+static void output_bytes_at_caps(void **state)
+{
+    struct mw_probe_stream video = {.type = AVMEDIA_TYPE_VIDEO, .width = 1920, .height = 1080,
+                                    .sample_aspect_ratio = {1, 1}};
+    struct mw_probe probe = {.duration_us = 60000000, .stream_count = 1, .streams = &video, .best_video = 0,
+                             .best_audio = -1};
+    struct mw_transcode_options opt = {.preset = mw_preset_find("web"), .hls = 1};
+
+    (void)state;
+    /* (11.4 + 4 * 0.128) Mbit/s for 60 s, twice (MP4 and HLS), plus a tenth. */
+    assert_true(llabs(mw_transcode_bytes_at_caps(&probe, &opt) - 196548000) < 2);
+    opt.hls = 0;
+    opt.heights[0] = 720;
+    opt.height_count = 1;
+    assert_true(llabs(mw_transcode_bytes_at_caps(&probe, &opt) - (3128000 / 8 * 60 * 11 / 10)) < 2);
+    opt.heights[0] = 2160;
+    video.width = 640;
+    video.height = 360;
+    assert_true(llabs(mw_transcode_bytes_at_caps(&probe, &opt) - (1028000 / 8 * 60 * 11 / 10)) < 2);
+    probe.best_video = -1;
+    assert_true(llabs(mw_transcode_bytes_at_caps(&probe, &opt) - (128000 / 8 * 60 * 11 / 10)) < 2);
+    probe.duration_us = AV_NOPTS_VALUE;
+    assert_int_equal(mw_transcode_bytes_at_caps(&probe, &opt), 0);
+}
+
 static void progress_math(void **state)
 {
     struct mw_progress p = {.phase = "transcode"};
@@ -130,6 +157,7 @@ int main(void)
         cmocka_unit_test(ladder_refuses_empty_input),
         cmocka_unit_test(frame_rate_is_capped_by_whole_divisors),
         cmocka_unit_test(presets_are_found_by_name),
+        cmocka_unit_test(output_bytes_at_caps),
         cmocka_unit_test(progress_math),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
