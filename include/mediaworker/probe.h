@@ -75,7 +75,8 @@ void mw_probe_free(struct mw_probe **p);
 cJSON *mw_probe_to_json(const struct mw_probe *p);
 
 /* Clockwise display rotation of a stream (0, 90, 180, 270) from its display matrix; *hflip is set when
- * the matrix also mirrors. Streams without a matrix give 0. */
+ * the matrix also mirrors, and then the picture is shown mirrored left-right first and turned after.
+ * Streams without a matrix give 0. */
 int mw_probe_stream_rotation(const AVStream *st, int *hflip);
 
 #endif

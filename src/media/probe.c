@@ -42,7 +42,10 @@ int mw_probe_stream_rotation(const AVStream *st, int *hflip)
     degrees = (int)lrint(-angle) % 360;
     if (degrees < 0)
         degrees += 360;
-    return (degrees + 45) / 90 * 90 % 360;
+    degrees = (degrees + 45) / 90 * 90 % 360;
+    /* Negating the first column mirrors the shown picture: the matrix turns first, then mirrors. We report
+     * (and every operation applies) the mirror first, then the turn, and a mirror reverses a turn's sense. */
+    return *hflip ? (360 - degrees) % 360 : degrees;
 }
 
 static void copy_name(char *dst, size_t size, const char *name)

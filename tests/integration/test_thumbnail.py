@@ -100,29 +100,68 @@ def test_orientation():
               f"rotation {rotation}: corners differ from ffmpeg's autorotation {corners(oracle)}")
 
 
-def patched_matrix(base, name, a, d):
-    """base with its tkhd display matrix set to diag(a, d) (16.16): ffmpeg 5.1's CLI cannot write mirrors."""
+def patched_matrix(base, name, a, b, c, d):
+    """base with its tkhd display matrix set to [a b; c d] (16.16): ffmpeg 5.1's CLI cannot write mirrors."""
     path = os.path.join(CORPUS, name)
     if not os.path.exists(path):
         with open(base, "rb") as f:
             data = bytearray(f.read())
         box = data.find(b"tkhd") - 4
         assert data[box + 8] == 0, "tkhd version 0 expected"
-        struct.pack_into(">9i", data, box + 48, a, 0, 0, 0, d, 0, 0, 0, 1 << 30)
+        struct.pack_into(">9i", data, box + 48, a, b, 0, c, d, 0, 0, 0, 1 << 30)
         with open(path, "wb") as f:
             f.write(data)
     return path
 
 
-def test_mirrors():
+def displayed_corners(a, b, c, d, source):
+    """Where a display matrix puts the source's corners, by its definition (ISO/IEC 14496-12: a point (x, y)
+    is shown at (a x + c y, b x + d y), y downwards): the colours at the shown top left, top right, bottom
+    right, bottom left. source lists the source's corners in that order."""
+    shown = {}
+    for (x, y), colour in zip(((-1, -1), (1, -1), (1, 1), (-1, 1)), source):
+        shown[(a * x + c * y > 0, b * x + d * y > 0)] = colour
+    return [shown[(False, False)], shown[(True, False)], shown[(True, True)], shown[(False, True)]]
+
+
+def test_all_orientations():
+    """The eight display matrices (four turns, each with and without a mirror) against the matrix's own
+    definition: the poster's corners, and the probe's rotation and hflip (hflip first, then the turn)."""
     base = media("quad.mp4", [])
-    for name, a, d, expected in (("hflip", -65536, 65536, [GREEN, RED, BLUE, WHITE]),
-                                 ("vflip", 65536, -65536, [BLUE, WHITE, GREEN, RED])):
-        clip = patched_matrix(base, f"quad-{name}.mp4", a, d)
+    raw = quad_raw()
+    second = media("quad-1s.mp4", raw[:-2] + ["-stream_loop", "24"] + raw[-2:] +
+                   ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-qp", "0", "-r", "25"])
+    source = [RED, GREEN, WHITE, BLUE]
+    for a, b, c, d in ((1, 0, 0, 1), (0, 1, -1, 0), (-1, 0, 0, -1), (0, -1, 1, 0),
+                       (-1, 0, 0, 1), (1, 0, 0, -1), (0, 1, 1, 0), (0, -1, -1, 0)):
+        name = f"matrix{a}{b}{c}{d}".replace("-1", "m")
+        clip = patched_matrix(base, f"quad-{name}.mp4", a << 16, b << 16, c << 16, d << 16)
+        expected = displayed_corners(a, b, c, d, source)
         out = os.path.join(OUT, f"{name}.png")
-        thumbnail([clip, "-o", out, "--at", "0"])
-        got = corners(decode_rgb(out))
-        check(all(near(g, w, 40) for g, w in zip(got, expected)), f"{name}: corners {got}, expected {expected}")
+        thumbnail([clip, "-o", out, "--at", "0", "--select", "exact"])
+        image = decode_rgb(out)
+        got = corners(image)
+        size = (H, W) if a == 0 else (W, H)
+        check(image[:2] == size and all(near(g, w, 40) for g, w in zip(got, expected)),
+              f"{name}: poster {image[:2]} with corners {got}, expected {size} {expected}")
+        proc = run(["probe", clip], timeout=60)
+        stream = json.loads(proc.stdout)["streams"][0] if proc.returncode == 0 else {}
+        mirrored = [source[1], source[0], source[3], source[2]] if stream.get("hflip") else source
+        quarter = stream.get("rotation", 0) // 90
+        turned = mirrored[-quarter:] + mirrored[:-quarter] if quarter else mirrored
+        check(turned == expected, f"{name}: probe says rotation {stream.get('rotation')} hflip "
+                                  f"{stream.get('hflip')}, which shows {turned}, expected {expected}")
+        if a == 0:
+            # A rendition is upright in its pixels, and it is made by the same filter as every picture.
+            moving = patched_matrix(second, f"quad-1s-{name}.mp4", a << 16, b << 16, c << 16, d << 16)
+            folder = os.path.join(OUT, f"transcode-{name}")
+            proc = run(["transcode", moving, "-o", folder, "--renditions", "96", "--no-remux"], timeout=120)
+            renditions = [o["path"] for o in json.loads(proc.stdout or "{}").get("outputs", []) if o.get("height")]
+            check(proc.returncode == 0 and renditions, f"{name}: transcode: {proc.stderr[-300:]}")
+            if renditions:
+                rendition = decode_rgb(os.path.join(folder, renditions[0]))
+                check(rendition[0] < rendition[1] and all(near(g, w, 60) for g, w in zip(corners(rendition), expected)),
+                      f"{name}: rendition {rendition[:2]} with corners {corners(rendition)}, expected {expected}")
 
 
 def exif_jpeg(orientation):
@@ -140,17 +179,22 @@ def exif_jpeg(orientation):
     return path
 
 
+# EXIF Orientation values as the display matrices that mean the same (TIFF 6.0 / Exif 2.32, tag 0x0112):
+# 2 mirrors, 4 flips, 5 transposes, 7 transverses, 6 and 8 turn 90 and 270 clockwise.
+EXIF_MATRICES = {1: (1, 0, 0, 1), 2: (-1, 0, 0, 1), 3: (-1, 0, 0, -1), 4: (1, 0, 0, -1), 5: (0, 1, 1, 0),
+                 6: (0, 1, -1, 0), 7: (0, -1, -1, 0), 8: (0, -1, 1, 0)}
+
+
 def test_exif_orientation():
-    # 6 = rotate 90 clockwise, 3 = 180, 8 = 270 clockwise, 2 = mirrored.
-    cases = {6: [BLUE, RED, GREEN, WHITE], 3: [WHITE, BLUE, RED, GREEN], 8: [GREEN, WHITE, BLUE, RED],
-             2: [GREEN, RED, BLUE, WHITE]}
-    for orientation, expected in cases.items():
+    for orientation, matrix in EXIF_MATRICES.items():
+        expected = displayed_corners(*matrix, [RED, GREEN, WHITE, BLUE])
         out = os.path.join(OUT, f"exif{orientation}.png")
         result = thumbnail([exif_jpeg(orientation), "-o", out])
         check(result.get("source") == "image", f"EXIF {orientation}: source {result.get('source')}")
         image = decode_rgb(out)
-        for got, want in zip(corners(image), expected):
-            check(near(got, want, 50), f"EXIF orientation {orientation}: corners {corners(image)}, expected {expected}")
+        size = (H, W) if matrix[0] == 0 else (W, H)
+        check(image[:2] == size and all(near(g, w, 50) for g, w in zip(corners(image), expected)),
+              f"EXIF orientation {orientation}: {image[:2]} with corners {corners(image)}, expected {size} {expected}")
 
 
 def test_anamorphic():
@@ -466,7 +510,7 @@ def test_job_operations():
           and [o["type"] for o in report.get("outputs", [])] == ["thumbnail"], f"storyboard skipped for audio: {report}")
 
 
-for test in (test_orientation, test_mirrors, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
+for test in (test_orientation, test_all_orientations, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
              test_hdr, test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
     print(f"== {test.__name__}", flush=True)
     test()
