@@ -62,11 +62,31 @@ struct check_state {
     AVPacket *pkt;
     AVFrame *frame;
     int decoded[2];
+    int video_drained;               /* the first pass decoded every video frame */
     double last_video_end_s;
 };
 
-/* Decodes packets from the current position; stops after the first frame of each stream when first_only,
- * else reads to the end remembering where the last video frame ends. */
+/* Takes every frame the decoder has ready, remembering where the last video frame ends. */
+static int receive_frames(struct check_state *s, int which, int ret)
+{
+    const AVStream *st = s->format->streams[which == 0 ? s->video : s->audio];
+
+    while (ret >= 0 && (ret = avcodec_receive_frame(s->decoder[which], s->frame)) >= 0) {
+        s->decoded[which]++;
+        if (which == 0 && s->frame->best_effort_timestamp != AV_NOPTS_VALUE)
+            s->last_video_end_s = (double)(s->frame->best_effort_timestamp + s->frame->pkt_duration) *
+                                  av_q2d(st->time_base);
+        av_frame_unref(s->frame);
+    }
+    return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
+}
+
+/*
+ * Decodes packets from the current position; stops after the first frame of each stream when first_only,
+ * else reads to the end remembering where the last video frame ends. A decoder that gave nothing by the
+ * end (a one-frame video, fewer frames than frame threads) is drained there: if that is the video's, every
+ * video frame has then been decoded, and video_drained says so.
+ */
 static int decode_run(struct check_state *s, int first_only)
 {
     int ret;
@@ -74,26 +94,26 @@ static int decode_run(struct check_state *s, int first_only)
     while ((ret = mw_input_read(s->in, s->pkt)) >= 0) {
         int which = s->pkt->stream_index == s->video ? 0 : s->pkt->stream_index == s->audio ? 1 : -1;
 
-        if (which >= 0 && !(first_only && s->decoded[which])) {
-            ret = avcodec_send_packet(s->decoder[which], s->pkt);
-            while (ret >= 0 && (ret = avcodec_receive_frame(s->decoder[which], s->frame)) >= 0) {
-                const AVStream *st = s->format->streams[s->pkt->stream_index];
-                s->decoded[which]++;
-                if (which == 0 && s->frame->best_effort_timestamp != AV_NOPTS_VALUE)
-                    s->last_video_end_s = (double)(s->frame->best_effort_timestamp + s->frame->pkt_duration) *
-                                          av_q2d(st->time_base);
-                av_frame_unref(s->frame);
-            }
-            if (ret == AVERROR(EAGAIN))
-                ret = 0;
-        }
+        if (which >= 0 && !(first_only && s->decoded[which]))
+            ret = receive_frames(s, which, avcodec_send_packet(s->decoder[which], s->pkt));
         av_packet_unref(s->pkt);
         if (ret < 0)
             return ret;
         if (first_only && (s->video < 0 || s->decoded[0]) && (s->audio < 0 || s->decoded[1]))
             return 0;
     }
-    return ret == AVERROR_EOF ? 0 : ret;
+    if (ret != AVERROR_EOF)
+        return ret;
+    for (int which = 0; first_only && which < 2; which++) {
+        if (!s->decoder[which] || s->decoded[which])
+            continue;
+        ret = receive_frames(s, which, avcodec_send_packet(s->decoder[which], NULL));
+        if (ret < 0)
+            return ret;
+        avcodec_flush_buffers(s->decoder[which]);
+        s->video_drained |= which == 0;
+    }
+    return 0;
 }
 
 static double start_s(const AVStream *st)
@@ -170,13 +190,10 @@ static int open_decoders(struct check_state *s, const struct mw_input *in, int t
     return 0;
 }
 
-/* The last GOP: seek a little before the end (MP4) and decode to EOF; the last frame must reach the end. */
-static int check_tail(struct check_state *s, const struct mw_output_expect *expect, char *why, size_t size)
+/* Decodes the last GOP to EOF: seeks a little before the end (MP4), else reads on. */
+static int decode_tail(struct check_state *s, const struct mw_output_expect *expect, double end)
 {
     const AVStream *st = s->format->streams[s->video];
-    /* The video's own end: a sound track may rightly go on after the last picture. */
-    double end = st->duration != AV_NOPTS_VALUE ? (double)(start_s(st) + st->duration * av_q2d(st->time_base))
-                 : s->format->duration != AV_NOPTS_VALUE ? (double)s->format->duration / AV_TIME_BASE : 0;
     /* Just before the end: the backward seek lands on the last keyframe, so only the last GOP is decoded. */
     int64_t target = (int64_t)((end > 0.5 ? end - 0.5 : 0) / av_q2d(st->time_base));
     int ret;
@@ -193,15 +210,19 @@ static int check_tail(struct check_state *s, const struct mw_output_expect *expe
     if (ret < 0)
         return ret;
     /* Frames held back by the decoder (B-frame reordering) come out on the flush. */
-    ret = avcodec_send_packet(s->decoder[0], NULL);
-    while (ret >= 0 && (ret = avcodec_receive_frame(s->decoder[0], s->frame)) >= 0) {
-        s->decoded[0]++;
-        if (s->frame->best_effort_timestamp != AV_NOPTS_VALUE)
-            s->last_video_end_s = (double)(s->frame->best_effort_timestamp + s->frame->pkt_duration) *
-                                  av_q2d(st->time_base);
-        av_frame_unref(s->frame);
-    }
-    if (ret != AVERROR_EOF && ret < 0)
+    return receive_frames(s, 0, avcodec_send_packet(s->decoder[0], NULL));
+}
+
+/* The last frame must decode and reach the video's end (the first pass may already have decoded it all). */
+static int check_tail(struct check_state *s, const struct mw_output_expect *expect, char *why, size_t size)
+{
+    const AVStream *st = s->format->streams[s->video];
+    /* The video's own end: a sound track may rightly go on after the last picture. */
+    double end = st->duration != AV_NOPTS_VALUE ? (double)(start_s(st) + st->duration * av_q2d(st->time_base))
+                 : s->format->duration != AV_NOPTS_VALUE ? (double)s->format->duration / AV_TIME_BASE : 0;
+    int ret = s->video_drained ? 0 : decode_tail(s, expect, end);
+
+    if (ret < 0)
         return ret;
     if (!s->decoded[0]) {
         snprintf(why, size, "the last frames do not decode");

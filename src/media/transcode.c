@@ -35,6 +35,8 @@
 
 #define PATH_SIZE MW_TRANSCODE_PATH_SIZE
 #define PROGRESS_INTERVAL_US 250000
+/* Below this many expected pictures a share of them says little (a still, a second of video). */
+#define MIN_FRAMES_FOR_SHARE_CHECK 20
 /* Frames waiting for each encoder. The producer, running ahead of the encoders (PACE_NICE_STEPS), needs
  * room to stay ahead while libx264's time per frame swings with the picture type. On the 60 s reference
  * to 720p on two cores, 6 was about 2 % faster than 3 or 4 and no slower than 10; a 720p frame is 1.4 MB. */
@@ -762,6 +764,26 @@ static void set_limits(struct pipeline *p)
     p->runaway_limit = (int64_t)(duration * rate * 2) + 300;
 }
 
+/*
+ * Undecodable pictures are skipped one by one (a damaged packet costs a picture, not the job), but a
+ * video of which almost nothing decodes is a corrupt input, not a rendition: its few frames would be
+ * stretched over the whole duration. A tenth leaves room for video shorter than its file.
+ */
+static int check_decoded_share(const struct pipeline *p, const struct mw_probe *probe, char *why, size_t why_size)
+{
+    const struct mw_probe_stream *v = p->video_index >= 0 ? &probe->streams[probe->best_video] : NULL;
+    double seconds = v && v->duration_us != AV_NOPTS_VALUE && v->duration_us > 0 ? v->duration_us / 1e6
+                     : p->duration_s;
+    double rate = p->output_rate.num > 0 ? av_q2d(p->output_rate) : 0;
+    int64_t expected = (int64_t)(seconds * rate + 0.5);
+
+    if (!v || expected < MIN_FRAMES_FOR_SHARE_CHECK || p->decoded_frames * 10 >= expected)
+        return 0;
+    snprintf(why, why_size, "only %lld of about %lld video frames decode", (long long)p->decoded_frames,
+             (long long)expected);
+    return AVERROR_INVALIDDATA;
+}
+
 static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw_transcode_result *result,
                      char *why, size_t why_size)
 {
@@ -790,7 +812,8 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         return ret;
     set_start(p);
     set_limits(p);
-    if ((ret = open_outputs(p)) < 0 || (ret = start_encoders(p)) < 0 || (ret = run_loop(p)) < 0)
+    if ((ret = open_outputs(p)) < 0 || (ret = start_encoders(p)) < 0 || (ret = run_loop(p)) < 0 ||
+        (ret = check_decoded_share(p, probe, why, why_size)) < 0)
         return ret;
     report_progress(p, AV_NOPTS_VALUE, (AVRational){1, 1}, 1);
     p->duration_s = decoded_duration(p);

@@ -303,6 +303,14 @@ def test_odd_inputs():
         info = ffprobe(os.path.join(out, "web_240p.mp4"))
         check(abs(float(info["format"]["duration"]) - 2.0) < 0.1,
               f"raw H.264 without timestamps lasts {info['format']['duration']} s")
+    # One picture (a still exported as video): its only frame leaves the decoder on the flush.
+    still = media("tc-one-frame.mp4", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25", "-frames:v", "1",
+                                       "-c:v", "libx264"])
+    out = fresh_dir("tc-one-frame")
+    result = transcode(still, out, "--renditions", "240", "--no-remux")
+    if result:
+        frames = packets(os.path.join(out, result["outputs"][0]["path"]))
+        check(len(frames) == 1, f"a one-frame video gives a one-frame rendition: {len(frames)} packets")
     out = fresh_dir("tc-tracks")
     result = transcode(TRACKS, out, "--renditions", "240")
     if result:
@@ -411,7 +419,8 @@ def test_encoder_priority():
 
 
 def test_broken_inputs():
-    # The container is intact, the pictures are noise: nothing decodes, the check fails, nothing is left.
+    # The container is intact, the pictures are noise: almost nothing decodes (2 of 50 frames), and a
+    # rendition of those two stretched over 2 s is refused as corrupt input, leaving nothing behind.
     corrupt = os.path.join(fresh_dir("tc-corrupt-in"), "corrupt.mp4")
     data = bytearray(open(VIDEO_ONLY, "rb").read())
     mdat = data.find(b"mdat")
@@ -419,7 +428,9 @@ def test_broken_inputs():
         data[i] = (i * 131 + 7) & 0xFF
     open(corrupt, "wb").write(bytes(data))
     out = fresh_dir("tc-corrupt")
-    transcode(corrupt, out, "--renditions", "240", expect_rc=1)
+    proc = run(["transcode", corrupt, "-o", out, "--renditions", "240"], timeout=240)
+    check(proc.returncode == 1 and "video frames decode" in proc.stderr,
+          f"a transcode of noise fails saying how little decodes: {proc.returncode} {proc.stderr[-600:]}")
     check(os.listdir(out) == [], f"a failed transcode left {os.listdir(out)}")
     # Ten copies of a 2 s MPEG-TS glued together: the timestamps restart, the container claims 2 s.
     looped = os.path.join(fresh_dir("tc-loop-in"), "loop.ts")
