@@ -62,6 +62,10 @@ int mw_input_read(struct mw_input *in, AVPacket *pkt);
  */
 int mw_input_open_decoder(const struct mw_input *in, int stream_index, int threads, AVCodecContext **out);
 
+/* Whether mw_input_open_decoder may open one for the stream: 0, MW_ERR_CODEC_REFUSED or
+ * AVERROR_DECODER_NOT_FOUND (AVERROR_STREAM_NOT_FOUND for a bad index). Opens nothing. */
+int mw_input_check_decoder(const struct mw_input *in, int stream_index);
+
 /*
  * As mw_input_open_decoder, decoding on hw_device (an av_hwdevice_ctx reference; NULL = software) where the
  * codec supports that device. *on_device (unless NULL) is set to 1 when the decoder was set up for the device:

@@ -146,6 +146,33 @@ int cli_parse_int(const char *text, int min, int max, int *out)
     return 0;
 }
 
+cJSON *cli_failure_json(const char *file, int err, const char *detail)
+{
+    cJSON *json = cJSON_CreateObject();
+    cJSON *error = json ? cJSON_AddObjectToObject(json, "error") : NULL;
+    char message[512];
+
+    snprintf(message, sizeof(message), "%s%s%s", mw_err2str(err), detail && *detail ? ": " : "",
+             detail ? detail : "");
+    if (!error || !cJSON_AddStringToObject(error, "code", mw_error_code_name(err)) ||
+        !cJSON_AddStringToObject(error, "message", message) || !cJSON_AddStringToObject(json, "file", file)) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
+}
+
+void cli_print_failure(const char *file, int err, const char *detail)
+{
+    cJSON *json = cli_failure_json(file, err, detail);
+    char *text = json ? cJSON_Print(json) : NULL;
+
+    if (text)
+        printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(json);
+}
+
 int cli_read_file(const char *path, char **data, size_t *size)
 {
     FILE *file = fopen(path, "rb");

@@ -7,6 +7,8 @@
 
 #include <stdio.h>
 
+#include <cjson/cJSON.h>
+
 #include "mediaworker/config.h"
 
 enum {
@@ -47,6 +49,16 @@ void cli_print_command_help(const struct cli_command *cmd, FILE *out);
 
 /* Parses a whole decimal integer within [min, max] into *out. 0, or AVERROR(EINVAL) leaving *out alone. */
 int cli_parse_int(const char *text, int min, int max, int *out);
+
+/*
+ * What a command prints on stdout when its input fails: {"error": {"code", "message"}, "file"}, the code
+ * as in job reports (CODEC_REFUSED, ...), detail (may be NULL or "") appended to the message. NULL when
+ * out of memory.
+ */
+cJSON *cli_failure_json(const char *file, int err, const char *detail);
+
+/* Prints cli_failure_json on stdout (pretty), so that every command says why in the same form. */
+void cli_print_failure(const char *file, int err, const char *detail);
 
 /* Reads a whole file into a NUL-terminated buffer (free with av_free). 0 or AVERROR(errno). */
 int cli_read_file(const char *path, char **data, size_t *size);

@@ -126,10 +126,12 @@ static int run_storyboard(const struct mw_config *cfg, int argc, char **argv)
         ret = mw_storyboard_make(in, probe, &req, &result);
     if (ret >= 0 && (!(json = result_json(argv[0], &req, &result)) || !(text = cJSON_Print(json))))
         ret = AVERROR(ENOMEM);
-    if (ret >= 0)
+    if (ret >= 0) {
         printf("%s\n", text);
-    else
-        fprintf(stderr, "mediaworker storyboard: %s: %s\n", argv[0], mw_err2str(ret));
+    } else {
+        mw_log(MW_LOG_ERROR, "storyboard", "%s: %s", argv[0], mw_err2str(ret));
+        cli_print_failure(argv[0], ret, NULL);
+    }
     cJSON_free(text);
     cJSON_Delete(json);
     mw_storyboard_result_free(&result);

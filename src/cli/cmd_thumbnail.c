@@ -202,16 +202,8 @@ static int thumbnail_one(const struct mw_config *cfg, struct thumbnail_plan *pla
             ret = AVERROR(ENOMEM);
     }
     if (ret < 0) {
-        cJSON *error;
         mw_log(MW_LOG_ERROR, "thumbnail", "%s: %s", input, mw_err2str(ret));
-        json = cJSON_CreateObject();
-        error = json ? cJSON_AddObjectToObject(json, "error") : NULL;
-        if (!error || !cJSON_AddStringToObject(json, "file", input) ||
-            !cJSON_AddStringToObject(error, "code", mw_error_code_name(ret)) ||
-            !cJSON_AddStringToObject(error, "message", mw_err2str(ret))) {
-            cJSON_Delete(json);
-            json = NULL;
-        }
+        json = cli_failure_json(input, ret, NULL);
     }
     *text = json ? (pretty ? cJSON_Print(json) : cJSON_PrintUnformatted(json)) : NULL;
     cJSON_Delete(json);

@@ -137,9 +137,11 @@ static int run_transcode(const struct mw_config *cfg, int argc, char **argv)
     if (ret >= 0)
         ret = print_result(&result);
 end:
-    if (ret < 0)
+    if (ret < 0) {
         mw_log(MW_LOG_ERROR, "transcode", "%s: %s%s%s", argv[0], mw_err2str(ret), result.detail[0] ? ": " : "",
                result.detail);
+        cli_print_failure(argv[0], ret, result.detail);
+    }
     mw_probe_free(&probe);
     mw_input_close(&in);
     return ret < 0 ? MW_EXIT_JOB_FAILED : MW_EXIT_OK;

@@ -395,6 +395,18 @@ static int codec_supports_device(const AVCodec *codec, enum AVHWDeviceType type)
     }
 }
 
+int mw_input_check_decoder(const struct mw_input *in, int stream_index)
+{
+    const AVCodec *codec;
+
+    if (stream_index < 0 || (unsigned)stream_index >= in->format->nb_streams)
+        return AVERROR_STREAM_NOT_FOUND;
+    codec = avcodec_find_decoder(in->format->streams[stream_index]->codecpar->codec_id);
+    if (!codec)
+        return AVERROR_DECODER_NOT_FOUND;
+    return av_match_list(codec->name, mw_input_codec_whitelist, ',') ? 0 : MW_ERR_CODEC_REFUSED;
+}
+
 int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int threads, AVBufferRef *hw_device,
                              AVCodecContext **out, int *on_device)
 {
@@ -406,14 +418,10 @@ int mw_input_open_decoder_hw(const struct mw_input *in, int stream_index, int th
     *out = NULL;
     if (on_device)
         *on_device = 0;
-    if (stream_index < 0 || (unsigned)stream_index >= in->format->nb_streams)
-        return AVERROR_STREAM_NOT_FOUND;
+    if ((ret = mw_input_check_decoder(in, stream_index)) < 0)
+        return ret;
     st = in->format->streams[stream_index];
     codec = avcodec_find_decoder(st->codecpar->codec_id);
-    if (!codec)
-        return AVERROR_DECODER_NOT_FOUND;
-    if (!av_match_list(codec->name, mw_input_codec_whitelist, ','))
-        return MW_ERR_CODEC_REFUSED;
     ctx = avcodec_alloc_context3(codec);
     if (!ctx)
         return AVERROR(ENOMEM);

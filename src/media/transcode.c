@@ -855,6 +855,10 @@ int mw_transcode_run(struct mw_input *in, const struct mw_probe *probe, const ch
         ret = MW_ERR_NO_MEDIA_STREAM;
         goto end;
     }
+    /* A refused codec says so, as in every other operation, before a picture it never sized is planned. */
+    if ((p.video_index >= 0 && (ret = mw_input_check_decoder(in, p.video_index)) < 0) ||
+        (p.audio_index >= 0 && (ret = mw_input_check_decoder(in, p.audio_index)) < 0))
+        goto end;
     ret = transcode(&p, probe, result, why, sizeof(why));
     if (ret >= 0)
         mw_log(MW_LOG_INFO, "transcode", "%d output(s) in %.2f s%s", result->count,

@@ -3,7 +3,7 @@ import json
 import os
 import re
 
-from mwtest import check, finish, run
+from mwtest import check, finish, fresh_dir, media, run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 COMMANDS = ["probe", "run", "config", "version", "caps", "decode", "thumbnail", "storyboard", "transcode"]
@@ -62,8 +62,35 @@ def test_every_variable_is_documented():
         check(f"`{variable}`" in docs, f"{variable} is documented in docs/configuration.md")
 
 
+def test_refusals_are_the_same_everywhere():
+    """A file every command refuses (Sorenson video in FLV: not on the codec list) gets the same JSON error
+    on stdout from every media command, exit 1, and the same code in a job's report."""
+    sorenson = media("cli-sorenson.flv", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+                                          "-c:v", "flv"])
+    out = fresh_dir("cli-refusals")
+    for command, extra in (("thumbnail", ["-o", os.path.join(out, "t.jpg")]),
+                           ("storyboard", ["-o", os.path.join(out, "sb")]),
+                           ("transcode", ["-o", os.path.join(out, "tc")])):
+        proc = run([command, sorenson] + extra, timeout=120)
+        try:
+            answer = json.loads(proc.stdout)
+        except ValueError:
+            answer = {}
+        check(proc.returncode == 1 and answer.get("error", {}).get("code") == "CODEC_REFUSED" and
+              answer.get("file") == sorenson, f"{command}: exit 1 with CODEC_REFUSED as JSON: {proc.stdout[:300]}")
+    root = os.path.dirname(sorenson)
+    job = os.path.join(out, "job.json")
+    with open(job, "w") as f:
+        json.dump({"user_id": 1, "job_id": "refused", "file_info": {"path": os.path.basename(sorenson)},
+                   "operations": [{"type": "transcode"}]}, f)
+    proc = run(["run", job], env={"MW_INPUT_ROOT": root, "MW_OUTPUT_ROOT": os.path.join(out, "jobs")}, timeout=120)
+    report = json.loads(proc.stdout or "{}").get("new_file", {})
+    check(report.get("error", {}).get("code") == "CODEC_REFUSED", f"a job's transcode: {report.get('error')}")
+
+
 if __name__ == "__main__":
     test_help_and_exit_codes()
+    test_refusals_are_the_same_everywhere()
     test_version_names_the_libraries()
     test_config_masks_secrets_and_validates()
     test_every_variable_is_documented()
