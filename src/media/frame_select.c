@@ -38,6 +38,8 @@ struct mw_frame_source {
     int read_any;                /* packets were read since the open (a still can then no longer be re-read) */
     int fast_keyframes;          /* decode lone keyframes without the deblocking filter */
     int on_device;               /* the decoder was set up on a hardware device */
+    int untimed;                 /* a raw stream: pictures carry no timestamps, they are numbered here */
+    int64_t pictures_out;        /* pictures decoded since the start, while untimed */
     int device_frames;           /* frames did arrive in device memory (and were copied back) */
     AVFrame *transfer;           /* scratch for copying device frames to system memory */
 };
@@ -54,6 +56,9 @@ static int receive_frame(struct mw_frame_source *s)
         if (ret < 0)
             av_frame_unref(s->frame);
     }
+    /* Decoded from the start (seek_to), the n-th picture out of the decoder is shown n frames in. */
+    if (ret >= 0 && s->untimed && s->frame->best_effort_timestamp == AV_NOPTS_VALUE)
+        s->frame->best_effort_timestamp = s->start + s->pictures_out++ * s->frame_duration;
     return ret < 0 ? ret : 0;
 }
 
@@ -203,6 +208,7 @@ int mw_frame_source_new(struct mw_frame_source **out, struct mw_input *in, int s
     }
     s->st = s->fmt->streams[stream_index];
     s->start = s->st->start_time != AV_NOPTS_VALUE ? s->st->start_time : 0;
+    s->untimed = s->st->start_time == AV_NOPTS_VALUE && !still && !animated;
     rate = s->st->avg_frame_rate.num > 0 ? s->st->avg_frame_rate : s->st->r_frame_rate;
     s->frame_duration = rate.num > 0 && rate.den > 0 ? av_rescale_q(1, av_inv_q(rate), s->st->time_base)
                                                      : av_rescale_q(40, (AVRational){1, 1000}, s->st->time_base);
@@ -267,6 +273,15 @@ static int seek_to(struct mw_frame_source *s, int64_t ts)
 
     if ((s->still || s->animated) && !s->read_any)
         return 0;
+    /* Without timestamps there is nothing to seek by, and pictures are numbered from the start. */
+    if (s->untimed) {
+        s->pictures_out = 0;
+        ret = av_seek_frame(s->fmt, -1, 0, AVSEEK_FLAG_BYTE);
+        if (ret < 0)
+            return ret;
+        avcodec_flush_buffers(s->dec);
+        return 0;
+    }
     ret = avformat_seek_file(s->fmt, s->stream_index, INT64_MIN, ts, ts, 0);
     if (ret < 0)
         ret = av_seek_frame(s->fmt, s->stream_index, ts, AVSEEK_FLAG_BACKWARD);
@@ -317,6 +332,48 @@ static int decode_alone(struct mw_frame_source *s)
     return ret == AVERROR_EOF || ret == AVERROR_INVALIDDATA ? AVERROR(EAGAIN) : decoder_error(ret);
 }
 
+/*
+ * get_keyframe for a raw stream. Where a keyframe shows cannot be told from its place in decode order (an
+ * open GOP's leading pictures follow it there but show before it), so the stream is decoded from the
+ * start, its pictures numbered (receive_frame), and the last keyframe shown at or before ts is kept.
+ */
+static int get_untimed_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
+{
+    int have = 0, past = 0;
+    int ret = seek_to(s, ts);
+
+    for (int n = 0; ret >= 0 && !past && n < MAX_PACKETS_PER_SEEK; n++) {
+        if (mw_input_deadline_passed(s->in)) {
+            ret = MW_ERR_DEADLINE;
+            break;
+        }
+        ret = mw_input_read(s->in, s->pkt);
+        s->read_any = 1;
+        if (ret == AVERROR_EOF)
+            ret = avcodec_send_packet(s->dec, NULL);
+        else if (ret >= 0 && s->pkt->stream_index == s->stream_index)
+            ret = avcodec_send_packet(s->dec, s->pkt);
+        av_packet_unref(s->pkt);
+        if (ret == AVERROR_INVALIDDATA)
+            ret = 0;
+        while (ret >= 0 && !past && (ret = receive_frame(s)) >= 0) {
+            past = s->frame->best_effort_timestamp > ts + s->frame_duration / 2;
+            if (!past && s->frame->key_frame) {
+                av_frame_unref(out);
+                av_frame_move_ref(out, s->frame);
+                have = 1;
+            }
+            av_frame_unref(s->frame);
+        }
+        if (ret == AVERROR(EAGAIN))
+            ret = 0;
+    }
+    avcodec_flush_buffers(s->dec);
+    if (ret < 0 && ret != AVERROR_EOF)
+        return decoder_error(ret);
+    return have ? 0 : MW_ERR_NO_PICTURE;
+}
+
 /* The keyframe at or before ts, into out. */
 static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
@@ -335,6 +392,8 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
         }
         return ret == AVERROR(EAGAIN) ? MW_ERR_NO_PICTURE : ret;
     }
+    if (s->untimed)
+        return get_untimed_keyframe(s, ts, out);
     ret = seek_to(s, ts);
     if (ret < 0)
         return ret;

@@ -31,6 +31,8 @@ const char mw_input_codec_whitelist[] =
     "pcm_alaw,pcm_mulaw,mov_text,subrip,webvtt,ass,ssa";
 
 #define IO_BUFFER_SIZE (64 * 1024)
+/* A raw stream's pictures are counted this far: about two minutes of 1080p at 8 Mbit/s, read at each open. */
+#define RAW_SCAN_BYTES ((int64_t)128 << 20)
 
 struct mw_input {
     AVFormatContext *format;
@@ -160,6 +162,56 @@ static int check_image_header(struct mw_input *in)
     return 0;
 }
 
+/* The only video stream of a file without timestamps: a raw elementary stream (.264, .265, .m4v), or -1. */
+static int untimed_video_stream(const AVFormatContext *fmt)
+{
+    int found = -1;
+
+    if (fmt->duration != AV_NOPTS_VALUE || fmt->nb_streams != 1)
+        return -1;
+    if (fmt->streams[0]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && fmt->streams[0]->start_time == AV_NOPTS_VALUE)
+        found = 0;
+    return found;
+}
+
+/*
+ * A raw elementary stream states no duration, so posters at a share of it, storyboards and the duration
+ * limit would have nothing to go by. Its pictures are counted instead (the parser splits the stream into
+ * one packet per picture) at its frame rate, reading at most RAW_SCAN_BYTES; a longer stream keeps an
+ * unknown duration. The input is then rewound to its start.
+ */
+static int find_raw_duration(struct mw_input *in)
+{
+    AVFormatContext *fmt = in->format;
+    int index = untimed_video_stream(fmt);
+    AVStream *st;
+    AVRational rate;
+    AVPacket *pkt;
+    int64_t pictures = 0;
+    int ret;
+
+    if (index < 0)
+        return 0;
+    st = fmt->streams[index];
+    rate = st->avg_frame_rate.num > 0 ? st->avg_frame_rate : st->r_frame_rate;
+    if (rate.num <= 0 || rate.den <= 0 || !(pkt = av_packet_alloc()))
+        return rate.num > 0 && rate.den > 0 ? AVERROR(ENOMEM) : 0;
+    while ((ret = mw_input_read(in, pkt)) >= 0 && avio_tell(fmt->pb) <= RAW_SCAN_BYTES) {
+        pictures += pkt->stream_index == index;
+        av_packet_unref(pkt);
+    }
+    av_packet_free(&pkt);
+    if (ret != AVERROR_EOF && ret < 0)
+        return ret;
+    if (ret == AVERROR_EOF && pictures > 0) {
+        st->duration = av_rescale_q(pictures, av_inv_q(rate), st->time_base);
+        st->nb_frames = pictures;
+        fmt->duration = av_rescale_q(pictures, av_inv_q(rate), AV_TIME_BASE_Q);
+    }
+    ret = av_seek_frame(fmt, -1, 0, AVSEEK_FLAG_BYTE);
+    return ret < 0 ? ret : 0;
+}
+
 static int open_common(struct mw_input *in)
 {
     const AVInputFormat *detected = NULL;
@@ -241,6 +293,8 @@ static int open_common(struct mw_input *in)
         ret = MW_ERR_DEADLINE;
         goto end;
     }
+    if ((ret = find_raw_duration(in)) < 0)
+        goto end;
     ret = check_limits(in);
 end:
     av_dict_free(&format_options);

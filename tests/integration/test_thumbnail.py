@@ -197,6 +197,61 @@ def test_exif_orientation():
               f"EXIF orientation {orientation}: {image[:2]} with corners {corners(image)}, expected {size} {expected}")
 
 
+def reference_frame(path, number, size=None):
+    """Picture number (presentation order) of path as the ffmpeg CLI decodes it from the start, as gray bytes."""
+    scale = f",scale={size[0]}:{size[1]}" if size else ""
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-vf", f"select=eq(n\\,{number}){scale}",
+                           "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                          capture_output=True, check=True, timeout=60).stdout
+
+
+def gray(path):
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                          capture_output=True, check=True, timeout=60).stdout
+
+
+def difference(a, b):
+    return sum(abs(x - y) for x, y in zip(a, b)) / max(1, min(len(a), len(b)))
+
+
+def test_raw_streams():
+    """Raw H.264 and HEVC elementary streams (no container, no timestamps, keyframes each second): the
+    probe finds their duration by counting pictures; the exact poster at 1.5 s is picture 37 (shown from
+    1.48 s) as the ffmpeg CLI decodes it from the start, and says so; keyframe posters and storyboard
+    tiles are the keyframe at or before their time."""
+    for codec, ext in (("libx264", "264"), ("libx265", "265")):
+        if not has_encoder(codec):
+            continue
+        clip = media(f"raw-4s.{ext}", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+                                       "-c:v", codec, "-g", "25"] +
+                     (["-x265-params", "log-level=error:keyint=25:min-keyint=25"] if codec == "libx265" else []) +
+                     ["-f", "h264" if ext == "264" else "hevc"])
+        proc = run(["probe", clip], timeout=60)
+        info = json.loads(proc.stdout or "{}")
+        duration = (info.get("format") or {}).get("duration")
+        check(duration is not None and abs(duration - 4.0) <= 0.04, f"{ext}: probe duration {duration}")
+        out = os.path.join(OUT, f"raw-{ext}-exact.png")
+        result = thumbnail([clip, "-o", out, "--at", "1.5", "--select", "exact"])
+        check(abs(result.get("time", -1) - 1.48) < 0.005, f"{ext}: exact poster at 1.5 s reports {result.get('time')}")
+        check(difference(gray(out), reference_frame(clip, 37)) < 4,
+              f"{ext}: the exact poster is the picture ffmpeg shows at 1.5 s")
+        out = os.path.join(OUT, f"raw-{ext}-key.png")
+        result = thumbnail([clip, "-o", out, "--at", "2.5", "--select", "keyframe"])
+        check(result.get("time") == 2, f"{ext}: keyframe poster at 2.5 s reports {result.get('time')}")
+        check(difference(gray(out), reference_frame(clip, 50)) < 4, f"{ext}: the keyframe poster is picture 50")
+        folder = os.path.join(OUT, f"raw-{ext}-storyboard")
+        proc = run(["storyboard", clip, "-o", folder, "--interval", "1"], timeout=120)
+        board = json.loads(proc.stdout or "{}")
+        check(proc.returncode == 0 and board.get("tile_count") == 4, f"{ext}: storyboard {proc.stdout[:300]}")
+        if proc.returncode == 0:
+            sheet = gray(board["sheets"][0]["path"])
+            width = len(sheet) // 120
+            for n in range(4):
+                tile = bytes(sheet[y * width + n * 160 + x] for y in range(120) for x in range(160))
+                check(difference(tile, reference_frame(clip, 25 * n, (160, 120))) < 5,
+                      f"{ext}: storyboard tile {n} is the keyframe at {n} s")
+
+
 def test_anamorphic():
     for sar, width in (("16/15", 768), ("64/45", 1024)):
         clip = media(f"anamorphic-{sar.replace('/', '_')}.mp4",
@@ -510,7 +565,7 @@ def test_job_operations():
           and [o["type"] for o in report.get("outputs", [])] == ["thumbnail"], f"storyboard skipped for audio: {report}")
 
 
-for test in (test_orientation, test_all_orientations, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
+for test in (test_orientation, test_all_orientations, test_raw_streams, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
              test_hdr, test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
     print(f"== {test.__name__}", flush=True)
     test()
