@@ -408,6 +408,11 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             break;
         if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
             ret = decode_alone(s);
+            /* Containers that store only decode times (AVI): decoded in sequence, a picture comes out
+             * when the decoder's reorder delay has passed, stamped with the decode time of the packet
+             * then sent. A lone keyframe gets the same time, so that every mode tells one timeline. */
+            if (ret >= 0 && s->pkt->pts == AV_NOPTS_VALUE && s->pkt->dts != AV_NOPTS_VALUE)
+                s->frame->best_effort_timestamp = s->pkt->dts + s->dec->has_b_frames * s->frame_duration;
             if (ret >= 0) {
                 av_frame_unref(out);
                 av_frame_move_ref(out, s->frame);

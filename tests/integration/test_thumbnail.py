@@ -252,6 +252,21 @@ def test_raw_streams():
                       f"{ext}: storyboard tile {n} is the keyframe at {n} s")
 
 
+def test_decode_time_containers():
+    """AVI stores decode times only: with B-frames a keyframe shows later than it decodes. A keyframe
+    poster reports the time ffprobe gives that picture (decoded in sequence), not 0."""
+    clip = media("bframes-6s.avi", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+                                    "-c:v", "libx264", "-g", "50", "-bf", "2"])
+    frames = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "frame=best_effort_timestamp_time,key_frame",
+                             "-of", "json", clip], capture_output=True, text=True, check=True, timeout=60).stdout
+    keyframes = [float(f["best_effort_timestamp_time"]) for f in json.loads(frames)["frames"] if f["key_frame"]]
+    check(len(keyframes) == 3, f"AVI keyframes at {keyframes}")
+    for at, expected in zip((1.0, 3.0, 5.0), keyframes):
+        result = thumbnail([clip, "-o", os.path.join(OUT, "avi-key.png"), "--at", str(at), "--select", "keyframe"])
+        check(abs(result.get("time", -1) - expected) < 0.005,
+              f"AVI keyframe poster at {at} s reports {result.get('time')}, ffprobe shows it at {expected}")
+
+
 def test_anamorphic():
     for sar, width in (("16/15", 768), ("64/45", 1024)):
         clip = media(f"anamorphic-{sar.replace('/', '_')}.mp4",
@@ -565,8 +580,10 @@ def test_job_operations():
           and [o["type"] for o in report.get("outputs", [])] == ["thumbnail"], f"storyboard skipped for audio: {report}")
 
 
-for test in (test_orientation, test_all_orientations, test_raw_streams, test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels,
-             test_hdr, test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard, test_job_operations):
+for test in (test_orientation, test_all_orientations, test_raw_streams, test_decode_time_containers,
+             test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels, test_hdr,
+             test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard,
+             test_job_operations):
     print(f"== {test.__name__}", flush=True)
     test()
 finish()
