@@ -40,6 +40,7 @@ struct mw_frame_source {
     int on_device;               /* the decoder was set up on a hardware device */
     int untimed;                 /* a raw stream: pictures carry no timestamps, they are numbered here */
     int64_t pictures_out;        /* pictures decoded since the start, while untimed */
+    int64_t first_shown;         /* time of the first picture decoded since the last seek, or AV_NOPTS_VALUE */
     int device_frames;           /* frames did arrive in device memory (and were copied back) */
     AVFrame *transfer;           /* scratch for copying device frames to system memory */
 };
@@ -282,6 +283,15 @@ static int seek_to(struct mw_frame_source *s, int64_t ts)
         avcodec_flush_buffers(s->dec);
         return 0;
     }
+    /* MPEG-TS/PS find a time by bisecting bytes and can land just past the first keyframe: the start of
+     * such a stream is byte 0. */
+    if (ts <= s->start && (s->fmt->iformat->flags & AVFMT_TS_DISCONT)) {
+        ret = av_seek_frame(s->fmt, -1, 0, AVSEEK_FLAG_BYTE);
+        if (ret >= 0) {
+            avcodec_flush_buffers(s->dec);
+            return 0;
+        }
+    }
     ret = avformat_seek_file(s->fmt, s->stream_index, INT64_MIN, ts, ts, 0);
     if (ret < 0)
         ret = av_seek_frame(s->fmt, s->stream_index, ts, AVSEEK_FLAG_BACKWARD);
@@ -357,7 +367,7 @@ static int get_untimed_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *
         if (ret == AVERROR_INVALIDDATA)
             ret = 0;
         while (ret >= 0 && !past && (ret = receive_frame(s)) >= 0) {
-            past = s->frame->best_effort_timestamp > ts + s->frame_duration / 2;
+            past = s->frame->best_effort_timestamp > ts;
             if (!past && s->frame->key_frame) {
                 av_frame_unref(out);
                 av_frame_move_ref(out, s->frame);
@@ -374,10 +384,125 @@ static int get_untimed_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *
     return have ? 0 : MW_ERR_NO_PICTURE;
 }
 
-/* The keyframe at or before ts, into out. */
-static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
+/*
+ * Where to seek for a picture at ts, nearest first. Demuxers without an index (MPEG-TS, MPEG-PS) seek by
+ * bytes and can land after ts, or after the keyframe before it; each further attempt starts earlier, the
+ * last at the stream's start. Returns 1 for the last attempt.
+ */
+static int seek_point(const struct mw_frame_source *s, int64_t ts, int attempt, int64_t *from)
+{
+    static const int margin_s[] = {0, 1, 4, 16};
+    int64_t margin;
+
+    if (attempt >= (int)(sizeof(margin_s) / sizeof(margin_s[0]))) {
+        *from = s->start;
+        return 1;
+    }
+    margin = av_rescale_q(margin_s[attempt], (AVRational){1, 1}, s->st->time_base);
+    *from = ts - margin > s->start ? ts - margin : s->start;
+    return *from == s->start;
+}
+
+static int64_t packet_time(const AVPacket *pkt)
+{
+    return pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
+}
+
+/* Decodes the keyframe in s->pkt alone into out. 0, AVERROR(EAGAIN) when it gave no picture, or an error. */
+static int decode_keyframe(struct mw_frame_source *s, AVFrame *out)
+{
+    int ret = decode_alone(s);
+
+    /* Containers that store only decode times (AVI): decoded in sequence, a picture comes out when the
+     * decoder's reorder delay has passed, stamped with the decode time of the packet then sent. A lone
+     * keyframe gets the same time, so that every mode tells one timeline. */
+    if (ret >= 0 && s->pkt->pts == AV_NOPTS_VALUE && s->pkt->dts != AV_NOPTS_VALUE)
+        s->frame->best_effort_timestamp = s->pkt->dts + s->dec->has_b_frames * s->frame_duration;
+    if (ret >= 0) {
+        av_frame_unref(out);
+        av_frame_move_ref(out, s->frame);
+    }
+    return ret;
+}
+
+/*
+ * From an earlier seek point: reads on (demuxing only) to the last keyframe that starts at or before ts,
+ * stopping once decode time passes ts (no later keyframe can show before ts), and decodes it.
+ */
+static int scan_keyframe(struct mw_frame_source *s, int64_t from, int64_t ts, AVFrame *out)
+{
+    AVPacket *keyframe = av_packet_alloc();
+    int ret = keyframe ? seek_to(s, from) : AVERROR(ENOMEM);
+
+    for (int n = 0; ret >= 0 && n < MAX_PACKETS_PER_SEEK; n++) {
+        if (mw_input_deadline_passed(s->in)) {
+            ret = MW_ERR_DEADLINE;
+            break;
+        }
+        ret = mw_input_read(s->in, s->pkt);
+        s->read_any = 1;
+        if (ret < 0)
+            break;
+        if (s->pkt->stream_index == s->stream_index) {
+            int64_t decode_time = s->pkt->dts != AV_NOPTS_VALUE ? s->pkt->dts : s->pkt->pts;
+            if (decode_time != AV_NOPTS_VALUE && decode_time > ts) {
+                av_packet_unref(s->pkt);
+                break;
+            }
+            if ((s->pkt->flags & AV_PKT_FLAG_KEY) && packet_time(s->pkt) != AV_NOPTS_VALUE) {
+                av_packet_unref(keyframe);
+                av_packet_move_ref(keyframe, s->pkt);
+            }
+        }
+        av_packet_unref(s->pkt);
+    }
+    if ((ret >= 0 || ret == AVERROR_EOF) && keyframe->data) {
+        av_packet_move_ref(s->pkt, keyframe);
+        ret = decode_keyframe(s, out);
+        av_packet_unref(s->pkt);
+    } else if (ret >= 0 || ret == AVERROR_EOF) {
+        ret = AVERROR(EAGAIN);
+    }
+    av_packet_free(&keyframe);
+    return ret;
+}
+
+/* The first keyframe that decodes after a seek to from, into out. */
+static int first_keyframe(struct mw_frame_source *s, int64_t from, AVFrame *out)
 {
     int tries = 0;
+    int ret = seek_to(s, from);
+
+    for (int n = 0; ret >= 0 && n < MAX_PACKETS_PER_SEEK; n++) {
+        if (mw_input_deadline_passed(s->in)) {
+            ret = MW_ERR_DEADLINE;
+            break;
+        }
+        ret = mw_input_read(s->in, s->pkt);
+        s->read_any = 1;
+        if (ret < 0)
+            break;
+        if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
+            ret = decode_keyframe(s, out);
+            av_packet_unref(s->pkt);
+            if (ret >= 0)
+                return 0;
+            if (ret != AVERROR(EAGAIN) || ++tries >= MAX_KEYFRAME_TRIES)
+                break;
+            ret = 0;
+        }
+        av_packet_unref(s->pkt);
+    }
+    av_packet_unref(s->pkt);
+    return ret >= 0 || ret == AVERROR_EOF ? AVERROR(EAGAIN) : ret;
+}
+
+/*
+ * The keyframe at or before ts, into out: the first one after a seek to ts (an indexed container lands on
+ * it), else the last one before ts from ever earlier seek points.
+ */
+static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
+{
     int ret;
 
     if (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC) {
@@ -394,38 +519,18 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
     }
     if (s->untimed)
         return get_untimed_keyframe(s, ts, out);
-    ret = seek_to(s, ts);
-    if (ret < 0)
-        return ret;
-    for (int n = 0; n < MAX_PACKETS_PER_SEEK; n++) {
-        if (mw_input_deadline_passed(s->in)) {
-            ret = MW_ERR_DEADLINE;
-            break;
-        }
-        ret = mw_input_read(s->in, s->pkt);
-        s->read_any = 1;
-        if (ret < 0)
-            break;
-        if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
-            ret = decode_alone(s);
-            /* Containers that store only decode times (AVI): decoded in sequence, a picture comes out
-             * when the decoder's reorder delay has passed, stamped with the decode time of the packet
-             * then sent. A lone keyframe gets the same time, so that every mode tells one timeline. */
-            if (ret >= 0 && s->pkt->pts == AV_NOPTS_VALUE && s->pkt->dts != AV_NOPTS_VALUE)
-                s->frame->best_effort_timestamp = s->pkt->dts + s->dec->has_b_frames * s->frame_duration;
-            if (ret >= 0) {
-                av_frame_unref(out);
-                av_frame_move_ref(out, s->frame);
-                av_packet_unref(s->pkt);
-                return 0;
-            }
-            if (ret != AVERROR(EAGAIN) || ++tries >= MAX_KEYFRAME_TRIES)
-                break;
-        }
-        av_packet_unref(s->pkt);
+    ret = first_keyframe(s, ts, out);
+    if (ret >= 0 && (out->best_effort_timestamp == AV_NOPTS_VALUE || out->best_effort_timestamp <= ts))
+        return 0;
+    for (int attempt = 1, last = 0; !last && (ret >= 0 || ret == AVERROR(EAGAIN)); attempt++) {
+        int64_t from;
+        last = seek_point(s, ts, attempt, &from);
+        ret = scan_keyframe(s, from, ts, out);
     }
-    av_packet_unref(s->pkt);
-    return ret == AVERROR_EOF || ret == AVERROR(EAGAIN) || ret >= 0 ? MW_ERR_NO_PICTURE : ret;
+    /* ts lies before every keyframe: the first one is the picture shown there. */
+    if (ret == AVERROR(EAGAIN))
+        ret = first_keyframe(s, s->start, out);
+    return ret == AVERROR(EAGAIN) ? MW_ERR_NO_PICTURE : ret;
 }
 
 /*
@@ -439,9 +544,11 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
     while (!*done && (ret = receive_frame(s)) >= 0) {
         int64_t pts = s->frame->best_effort_timestamp;
 
-        if (pts != AV_NOPTS_VALUE && pts > ts + s->frame_duration / 2) {
-            /* Past the position: the kept frame is the one shown at ts; with none kept, ts lies before
-             * the first frame and this one is the answer. */
+        if (s->first_shown == AV_NOPTS_VALUE)
+            s->first_shown = pts;
+        if (pts != AV_NOPTS_VALUE && pts > ts) {
+            /* Past the position: the kept frame is the one shown at ts (a player shows each picture until
+             * the next one's time); with none kept, ts lies before the first frame and this one is shown. */
             if (!*have) {
                 av_frame_move_ref(out, s->frame);
                 *have = 1;
@@ -451,7 +558,7 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
             av_frame_unref(out);
             av_frame_move_ref(out, s->frame);
             *have = 1;
-            *done = pts == AV_NOPTS_VALUE || pts + s->frame_duration / 2 >= ts;
+            *done = pts == AV_NOPTS_VALUE || pts == ts;
         }
         av_frame_unref(s->frame);
     }
@@ -460,15 +567,14 @@ static int take_frames(struct mw_frame_source *s, int64_t ts, AVFrame *out, int 
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : decoder_error(ret);
 }
 
-/* The frame shown at ts, into out. */
-static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
+/* After a seek to from, decodes on to the frame shown at ts, into out. */
+static int exact_from(struct mw_frame_source *s, int64_t from, int64_t ts, AVFrame *out)
 {
     int have = 0, done = 0, drained = 0;
     int ret;
 
-    if (s->still || (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC))
-        return get_keyframe(s, ts, out);
-    ret = seek_to(s, ts);
+    s->first_shown = AV_NOPTS_VALUE;
+    ret = seek_to(s, from);
     if (ret < 0)
         return ret;
     av_frame_unref(out);
@@ -497,7 +603,8 @@ static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
             }
             /* The packet shown at ts has been sent: whatever follows in decode order is either after ts or
              * not needed, so draining now saves decoding the frames the reorder delay would wait for. */
-            if (ret >= 0 && s->pkt->pts != AV_NOPTS_VALUE && llabs(s->pkt->pts - ts) <= s->frame_duration / 2) {
+            if (ret >= 0 && s->pkt->pts != AV_NOPTS_VALUE && s->pkt->pts <= ts &&
+                ts - s->pkt->pts < s->frame_duration) {
                 s->dec->skip_frame = AVDISCARD_DEFAULT;
                 ret = avcodec_send_packet(s->dec, NULL);
                 if (ret < 0) {
@@ -528,6 +635,28 @@ end:
     avcodec_flush_buffers(s->dec);
     if (ret >= 0 && !have)
         ret = MW_ERR_NO_PICTURE;
+    return ret;
+}
+
+/*
+ * The frame shown at ts, into out. A seek that lands after ts, or where nothing decodes until after it (a
+ * byte seek past the only keyframe), is retried from earlier points (seek_point).
+ */
+static int get_exact(struct mw_frame_source *s, int64_t ts, AVFrame *out)
+{
+    int ret = 0;
+
+    if (s->still || (s->st->disposition & AV_DISPOSITION_ATTACHED_PIC))
+        return get_keyframe(s, ts, out);
+    for (int attempt = 0, last = 0; !last; attempt++) {
+        int64_t from;
+        last = seek_point(s, ts, attempt, &from) || s->untimed;
+        ret = exact_from(s, from, ts, out);
+        if (ret < 0 && ret != MW_ERR_NO_PICTURE)
+            return ret;
+        if (ret >= 0 && (s->first_shown == AV_NOPTS_VALUE || s->first_shown <= ts))
+            return 0;
+    }
     return ret;
 }
 

@@ -267,6 +267,40 @@ def test_decode_time_containers():
               f"AVI keyframe poster at {at} s reports {result.get('time')}, ffprobe shows it at {expected}")
 
 
+def test_transport_streams():
+    """MPEG-TS seeks by bisecting bytes, which can land past the keyframe before a position: an exact
+    poster must still be the picture ffmpeg shows there (decoding from the start), a keyframe poster the
+    keyframe at or before it, in a TS that starts at 3600 s and in an interlaced one with one keyframe."""
+    offset = media("ts-start-3600.ts", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=6",
+                                        "-c:v", "libx264", "-g", "50", "-output_ts_offset", "3600", "-f", "mpegts"])
+    interlaced = media("ts-interlaced-tff.ts", ["-f", "lavfi", "-i", "testsrc2=size=720x576:rate=25:duration=4",
+                                                "-vf", "tinterlace=interleave_top,fieldorder=tff", "-c:v", "libx264",
+                                                "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-f", "mpegts"])
+    for clip, at, shown, number, keyframe in ((offset, 1.5, 1.48, 37, 0.0), (offset, 4.5, 4.48, 112, 4.0),
+                                              (interlaced, 1.5, 1.44, 18, 0.0)):
+        name = os.path.basename(clip)
+        out = os.path.join(OUT, f"{name}-exact.png")
+        result = thumbnail([clip, "-o", out, "--at", str(at), "--select", "exact"])
+        check(abs(result.get("time", -1) - shown) < 0.005, f"{name}: exact poster at {at} s reports "
+                                                           f"{result.get('time')}, shown from {shown}")
+        if result.get("time") is not None:
+            # Compared at a quarter of the width, where a field-based picture and a full one look alike.
+            size = (result["outputs"][0]["width"] // 4, result["outputs"][0]["height"] // 4)
+            poster = subprocess.run(["ffmpeg", "-v", "error", "-i", out, "-vf", f"scale={size[0]}:{size[1]}",
+                                     "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                                    capture_output=True, check=True, timeout=60).stdout
+            others = [difference(poster, reference_frame(clip, n, size)) for n in (number - 1, number, number + 1)]
+            check(others[1] < 6 and others[1] < min(others[0], others[2]),
+                  f"{name}: the exact poster at {at} s is picture {number} (differences {others})")
+        result = thumbnail([clip, "-o", os.path.join(OUT, f"{name}-key.png"), "--at", str(at),
+                            "--select", "keyframe"])
+        check(result.get("time") == keyframe, f"{name}: keyframe poster at {at} s reports {result.get('time')}")
+    proc = run(["storyboard", interlaced, "-o", os.path.join(OUT, "ts-interlaced-storyboard"), "--interval", "1"],
+               timeout=120)
+    check(proc.returncode == 0 and json.loads(proc.stdout or "{}").get("tile_count") == 4,
+          f"interlaced TS storyboard: {proc.stdout[:300]}")
+
+
 def test_anamorphic():
     for sar, width in (("16/15", 768), ("64/45", 1024)):
         clip = media(f"anamorphic-{sar.replace('/', '_')}.mp4",
@@ -580,7 +614,7 @@ def test_job_operations():
           and [o["type"] for o in report.get("outputs", [])] == ["thumbnail"], f"storyboard skipped for audio: {report}")
 
 
-for test in (test_orientation, test_all_orientations, test_raw_streams, test_decode_time_containers,
+for test in (test_orientation, test_all_orientations, test_raw_streams, test_decode_time_containers, test_transport_streams,
              test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels, test_hdr,
              test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard,
              test_job_operations):
