@@ -153,12 +153,14 @@ static int render_tile(const struct mw_input *in, int stream_index, const struct
     int64_t ts = av_rescale_q(t_us, AV_TIME_BASE_Q, st->time_base) +
                  (st->start_time != AV_NOPTS_VALUE ? st->start_time : 0);
     const AVIndexEntry *entry = avformat_index_get_entry_from_timestamp(st, ts, AVSEEK_FLAG_BACKWARD);
+    /* Copied now: reading packets grows the index, which moves its entries. */
+    int64_t keyframe_ts = entry ? entry->timestamp : AV_NOPTS_VALUE;
     struct mw_orientation orientation;
     AVRational sar;
     int64_t time_us;
     int ret;
 
-    if (state->tile && entry && entry->timestamp == state->keyframe_ts)
+    if (state->tile && keyframe_ts != AV_NOPTS_VALUE && keyframe_ts == state->keyframe_ts)
         return 0;
     ret = mw_frame_source_get(state->source, MW_SELECT_KEYFRAME, t_us, duration_us, state->frame, &time_us, NULL);
     if (ret == MW_ERR_NO_PICTURE && state->tile)
@@ -169,7 +171,7 @@ static int render_tile(const struct mw_input *in, int stream_index, const struct
     av_frame_free(&state->tile);
     ret = mw_picture_render(state->frame, sar, &orientation, &size, 0, &state->tile);
     av_frame_unref(state->frame);
-    state->keyframe_ts = entry ? entry->timestamp : AV_NOPTS_VALUE;
+    state->keyframe_ts = keyframe_ts;
     return ret;
 }
 
