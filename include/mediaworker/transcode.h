@@ -113,6 +113,9 @@ struct mw_transcode_result {
     char detail[256];          /* on failure, what went wrong beyond the error code (e.g. the failed check) */
 };
 
+/* The heights options ask for (its own, else its preset's defaults) into *heights; returns their count. */
+int mw_transcode_heights(const struct mw_transcode_options *options, const int **heights);
+
 /*
  * The bytes a transcode of the probed input may write with options: each rendition at its preset's
  * bitrate cap plus the preset's audio, for the whole duration, twice with HLS (the MP4 and the segments),

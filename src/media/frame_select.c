@@ -270,39 +270,36 @@ static int64_t frame_time_us(const struct mw_frame_source *s, const AVFrame *fra
  */
 static int seek_to(struct mw_frame_source *s, int64_t ts)
 {
-    int ret;
+    /* Without timestamps there is nothing to seek by, and pictures are numbered from the start. MPEG-TS/PS
+     * find a time by bisecting bytes and can land just past the first keyframe: their start is byte 0. */
+    int from_first_byte = s->untimed || (ts <= s->start && (s->fmt->iformat->flags & AVFMT_TS_DISCONT));
+    int ret = AVERROR(ENOSYS);
 
     if ((s->still || s->animated) && !s->read_any)
         return 0;
-    /* Without timestamps there is nothing to seek by, and pictures are numbered from the start. */
-    if (s->untimed) {
-        s->pictures_out = 0;
-        ret = av_seek_frame(s->fmt, -1, 0, AVSEEK_FLAG_BYTE);
+    if (!from_first_byte) {
+        ret = avformat_seek_file(s->fmt, s->stream_index, INT64_MIN, ts, ts, 0);
         if (ret < 0)
-            return ret;
-        avcodec_flush_buffers(s->dec);
-        return 0;
+            ret = av_seek_frame(s->fmt, s->stream_index, ts, AVSEEK_FLAG_BACKWARD);
     }
-    /* MPEG-TS/PS find a time by bisecting bytes and can land just past the first keyframe: the start of
-     * such a stream is byte 0. */
-    if (ts <= s->start && (s->fmt->iformat->flags & AVFMT_TS_DISCONT)) {
-        ret = av_seek_frame(s->fmt, -1, 0, AVSEEK_FLAG_BYTE);
-        if (ret >= 0) {
-            avcodec_flush_buffers(s->dec);
-            return 0;
-        }
-    }
-    ret = avformat_seek_file(s->fmt, s->stream_index, INT64_MIN, ts, ts, 0);
-    if (ret < 0)
-        ret = av_seek_frame(s->fmt, s->stream_index, ts, AVSEEK_FLAG_BACKWARD);
     if (ret < 0) {
-        /* Streams whose index cannot reach ts (broken or absent): the start is still a keyframe. */
+        /* Those, and streams whose index cannot reach ts (broken or absent): the start is still a keyframe. */
         ret = avformat_seek_file(s->fmt, -1, INT64_MIN, 0, 0, AVSEEK_FLAG_BYTE);
         if (ret < 0)
             return ret;
+        s->pictures_out = 0;
     }
     avcodec_flush_buffers(s->dec);
     return 0;
+}
+
+/* The next packet, unless the deadline has passed; from then on the input has been read. */
+static int read_packet(struct mw_frame_source *s)
+{
+    if (mw_input_deadline_passed(s->in))
+        return MW_ERR_DEADLINE;
+    s->read_any = 1;
+    return mw_input_read(s->in, s->pkt);
 }
 
 /*
@@ -353,12 +350,7 @@ static int get_untimed_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *
     int ret = seek_to(s, ts);
 
     for (int n = 0; ret >= 0 && !past && n < MAX_PACKETS_PER_SEEK; n++) {
-        if (mw_input_deadline_passed(s->in)) {
-            ret = MW_ERR_DEADLINE;
-            break;
-        }
-        ret = mw_input_read(s->in, s->pkt);
-        s->read_any = 1;
+        ret = read_packet(s);
         if (ret == AVERROR_EOF)
             ret = avcodec_send_packet(s->dec, NULL);
         else if (ret >= 0 && s->pkt->stream_index == s->stream_index)
@@ -435,12 +427,7 @@ static int scan_keyframe(struct mw_frame_source *s, int64_t from, int64_t ts, AV
     int ret = keyframe ? seek_to(s, from) : AVERROR(ENOMEM);
 
     for (int n = 0; ret >= 0 && n < MAX_PACKETS_PER_SEEK; n++) {
-        if (mw_input_deadline_passed(s->in)) {
-            ret = MW_ERR_DEADLINE;
-            break;
-        }
-        ret = mw_input_read(s->in, s->pkt);
-        s->read_any = 1;
+        ret = read_packet(s);
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index) {
@@ -474,12 +461,7 @@ static int first_keyframe(struct mw_frame_source *s, int64_t from, AVFrame *out)
     int ret = seek_to(s, from);
 
     for (int n = 0; ret >= 0 && n < MAX_PACKETS_PER_SEEK; n++) {
-        if (mw_input_deadline_passed(s->in)) {
-            ret = MW_ERR_DEADLINE;
-            break;
-        }
-        ret = mw_input_read(s->in, s->pkt);
-        s->read_any = 1;
+        ret = read_packet(s);
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index && ((s->pkt->flags & AV_PKT_FLAG_KEY) || s->still)) {
@@ -583,12 +565,7 @@ static int exact_from(struct mw_frame_source *s, int64_t from, int64_t ts, AVFra
             ret = AVERROR_EOF;
             break;
         }
-        if (mw_input_deadline_passed(s->in)) {
-            ret = MW_ERR_DEADLINE;
-            goto end;
-        }
-        ret = mw_input_read(s->in, s->pkt);
-        s->read_any = 1;
+        ret = read_packet(s);
         if (ret < 0)
             break;
         if (s->pkt->stream_index == s->stream_index) {

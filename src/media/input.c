@@ -162,16 +162,11 @@ static int check_image_header(struct mw_input *in)
     return 0;
 }
 
-/* The only video stream of a file without timestamps: a raw elementary stream (.264, .265, .m4v), or -1. */
-static int untimed_video_stream(const AVFormatContext *fmt)
+/* True for a file without timestamps whose one stream is video: a raw elementary stream (.264, .265, .m4v). */
+static int is_raw_video(const AVFormatContext *fmt)
 {
-    int found = -1;
-
-    if (fmt->duration != AV_NOPTS_VALUE || fmt->nb_streams != 1)
-        return -1;
-    if (fmt->streams[0]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && fmt->streams[0]->start_time == AV_NOPTS_VALUE)
-        found = 0;
-    return found;
+    return fmt->duration == AV_NOPTS_VALUE && fmt->nb_streams == 1 &&
+           fmt->streams[0]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && fmt->streams[0]->start_time == AV_NOPTS_VALUE;
 }
 
 /*
@@ -183,21 +178,22 @@ static int untimed_video_stream(const AVFormatContext *fmt)
 static int find_raw_duration(struct mw_input *in)
 {
     AVFormatContext *fmt = in->format;
-    int index = untimed_video_stream(fmt);
     AVStream *st;
     AVRational rate;
     AVPacket *pkt;
     int64_t pictures = 0;
     int ret;
 
-    if (index < 0)
+    if (!is_raw_video(fmt))
         return 0;
-    st = fmt->streams[index];
+    st = fmt->streams[0];
     rate = st->avg_frame_rate.num > 0 ? st->avg_frame_rate : st->r_frame_rate;
-    if (rate.num <= 0 || rate.den <= 0 || !(pkt = av_packet_alloc()))
-        return rate.num > 0 && rate.den > 0 ? AVERROR(ENOMEM) : 0;
+    if (rate.num <= 0 || rate.den <= 0)
+        return 0;
+    if (!(pkt = av_packet_alloc()))
+        return AVERROR(ENOMEM);
     while ((ret = mw_input_read(in, pkt)) >= 0 && avio_tell(fmt->pb) <= RAW_SCAN_BYTES) {
-        pictures += pkt->stream_index == index;
+        pictures++;
         av_packet_unref(pkt);
     }
     av_packet_free(&pkt);

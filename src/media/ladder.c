@@ -65,12 +65,24 @@ const struct mw_preset_cap *mw_preset_cap_for(const struct mw_preset *preset, in
     return last;
 }
 
+int mw_transcode_heights(const struct mw_transcode_options *opt, const int **heights)
+{
+    int count = 0;
+
+    if (opt->height_count > 0) {
+        *heights = opt->heights;
+        return opt->height_count;
+    }
+    *heights = opt->preset->default_heights;
+    while (count < MW_TRANSCODE_MAX_RENDITIONS && (*heights)[count])
+        count++;
+    return count;
+}
+
 int64_t mw_transcode_bytes_at_caps(const struct mw_probe *probe, const struct mw_transcode_options *opt)
 {
     const struct mw_preset *preset = opt->preset;
-    const int *heights = opt->height_count > 0 ? opt->heights : preset->default_heights;
     struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
-    int count = opt->height_count;
     double bits_per_second = 0;
 
     if (probe->duration_us == AV_NOPTS_VALUE || probe->duration_us <= 0)
@@ -79,9 +91,8 @@ int64_t mw_transcode_bytes_at_caps(const struct mw_probe *probe, const struct mw
         bits_per_second = (double)preset->audio_bitrate;
     } else {
         const struct mw_probe_stream *v = &probe->streams[probe->best_video];
-        if (opt->height_count <= 0)
-            for (count = 0; count < MW_TRANSCODE_MAX_RENDITIONS && heights[count]; count++)
-                ;
+        const int *heights;
+        int count = mw_transcode_heights(opt, &heights);
         count = mw_ladder_compute(v->width, v->height, v->sample_aspect_ratio, v->rotation, heights, count, sizes,
                                   MW_TRANSCODE_MAX_RENDITIONS);
         if (count < 0)

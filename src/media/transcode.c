@@ -114,14 +114,11 @@ static void name_renditions(struct pipeline *p)
 static int plan_renditions(struct pipeline *p, const struct mw_probe *probe)
 {
     const struct mw_transcode_options *opt = p->opt;
-    const int *heights = opt->height_count > 0 ? opt->heights : p->preset->default_heights;
-    int count = opt->height_count;
+    const int *heights;
+    int count = mw_transcode_heights(opt, &heights);
     struct mw_rendition sizes[MW_TRANSCODE_MAX_RENDITIONS];
     int ret;
 
-    if (opt->height_count <= 0)
-        for (count = 0; count < MW_TRANSCODE_MAX_RENDITIONS && heights[count]; count++)
-            ;
     if (p->video_index < 0) {
         p->count = 1;
     } else {
