@@ -42,6 +42,19 @@ int mw_input_open_memory(struct mw_input **out, const uint8_t *data, size_t size
 /* The demuxer context; owned by the input. */
 AVFormatContext *mw_input_format(const struct mw_input *in);
 
+/*
+ * One timeline for every operation: times that operations take (--at, storyboard tiles) and report are
+ * presentation times from the file's start, as players show them, not from one stream's first frame. The
+ * start is the earliest first timestamp of the file's audio and video streams (cover pictures aside), so a
+ * video that starts 1.5 s after its audio (an MKV, an MP4's empty edit, B-frame delay without an edit list,
+ * ASF preroll) has its first picture at 1.5 s. Without any timestamps (raw streams) the start is 0.
+ */
+int64_t mw_input_start_us(const struct mw_input *in);
+
+/* A timestamp of stream index as timeline microseconds, and back; AV_NOPTS_VALUE maps to 0. */
+int64_t mw_input_time_us(const struct mw_input *in, int stream_index, int64_t ts);
+int64_t mw_input_stream_ts(const struct mw_input *in, int stream_index, int64_t time_us);
+
 /* Size of the input in bytes. */
 int64_t mw_input_size(const struct mw_input *in);
 

@@ -252,16 +252,12 @@ void mw_frame_source_free(struct mw_frame_source **ps)
 
 static int64_t to_stream_ts(const struct mw_frame_source *s, int64_t t_us)
 {
-    return s->start + av_rescale_q(t_us, AV_TIME_BASE_Q, s->st->time_base);
+    return mw_input_stream_ts(s->in, s->stream_index, t_us);
 }
 
 static int64_t frame_time_us(const struct mw_frame_source *s, const AVFrame *frame)
 {
-    int64_t pts = frame->best_effort_timestamp;
-
-    if (pts == AV_NOPTS_VALUE)
-        return 0;
-    return av_rescale_q(pts - s->start, s->st->time_base, AV_TIME_BASE_Q);
+    return mw_input_time_us(s->in, s->stream_index, frame->best_effort_timestamp);
 }
 
 /*

@@ -42,6 +42,7 @@ struct mw_input {
     int64_t size;
     int64_t position;            /* memory inputs only */
     int64_t deadline;
+    int64_t start_us;            /* the timeline's 0 (mw_input_start_us) on the container's clock */
     struct mw_limits limits;
 };
 
@@ -208,6 +209,43 @@ static int find_raw_duration(struct mw_input *in)
     return ret < 0 ? ret : 0;
 }
 
+/* Set once the streams are known: the earliest start of the streams a player plays together. */
+static void find_start(struct mw_input *in)
+{
+    int64_t start_us = INT64_MAX;
+
+    for (unsigned i = 0; i < in->format->nb_streams; i++) {
+        const AVStream *st = in->format->streams[i];
+        enum AVMediaType type = st->codecpar->codec_type;
+        int64_t us;
+        if ((type != AVMEDIA_TYPE_VIDEO && type != AVMEDIA_TYPE_AUDIO) ||
+            (st->disposition & AV_DISPOSITION_ATTACHED_PIC) || st->start_time == AV_NOPTS_VALUE)
+            continue;
+        us = av_rescale_q(st->start_time, st->time_base, AV_TIME_BASE_Q);
+        start_us = us < start_us ? us : start_us;
+    }
+    if (start_us == INT64_MAX)
+        start_us = in->format->start_time != AV_NOPTS_VALUE ? in->format->start_time : 0;
+    in->start_us = start_us;
+}
+
+int64_t mw_input_start_us(const struct mw_input *in)
+{
+    return in->start_us;
+}
+
+int64_t mw_input_time_us(const struct mw_input *in, int stream_index, int64_t ts)
+{
+    if (ts == AV_NOPTS_VALUE)
+        return 0;
+    return av_rescale_q(ts, in->format->streams[stream_index]->time_base, AV_TIME_BASE_Q) - in->start_us;
+}
+
+int64_t mw_input_stream_ts(const struct mw_input *in, int stream_index, int64_t time_us)
+{
+    return av_rescale_q(time_us + in->start_us, AV_TIME_BASE_Q, in->format->streams[stream_index]->time_base);
+}
+
 static int open_common(struct mw_input *in)
 {
     const AVInputFormat *detected = NULL;
@@ -291,6 +329,7 @@ static int open_common(struct mw_input *in)
     }
     if ((ret = find_raw_duration(in)) < 0)
         goto end;
+    find_start(in);
     ret = check_limits(in);
 end:
     av_dict_free(&format_options);

@@ -76,7 +76,6 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
                      probe->best_audio >= 0 ? probe->streams[probe->best_audio].index : -1};
     int target[2] = {-1, -1};
     int64_t start[2] = {0, 0};
-    int64_t start_us = INT64_MAX;
     struct mw_muxer *m = NULL;
     AVPacket *pkt = av_packet_alloc();
     int ret;
@@ -95,16 +94,12 @@ int mw_remux_run(struct mw_input *in, const struct mw_probe *probe, const char *
         ret = add_copy_stream(m, st, &target[i]);
         mw_encoder_codec_string(st->codecpar, codec, sizeof(codec));
         snprintf(codecs + used, codecs_size - used, "%s%s", used ? "," : "", codec);
-        if (st->start_time != AV_NOPTS_VALUE) {
-            int64_t us = av_rescale_q(st->start_time, st->time_base, AV_TIME_BASE_Q);
-            start_us = us < start_us ? us : start_us;
-        }
     }
     if (ret < 0 || (ret = mw_muxer_start(m)) < 0)
         goto end;
     for (int i = 0; i < 2; i++)
-        if (source[i] >= 0 && start_us != INT64_MAX)
-            start[i] = av_rescale_q(start_us, AV_TIME_BASE_Q, format->streams[source[i]]->time_base);
+        if (source[i] >= 0)
+            start[i] = mw_input_stream_ts(in, source[i], 0);
     while ((ret = mw_input_read(in, pkt)) >= 0) {
         int which = pkt->stream_index == source[0] ? 0 : pkt->stream_index == source[1] ? 1 : -1;
 

@@ -150,8 +150,7 @@ static int render_tile(const struct mw_input *in, int stream_index, const struct
     AVStream *st = mw_input_format(in)->streams[stream_index];
     struct mw_size_request size = {layout->tile_width, layout->tile_height, MW_FIT_COVER, 1, 0};
     int64_t t_us = (int64_t)llround(t->start_s * 1e6);
-    int64_t ts = av_rescale_q(t_us, AV_TIME_BASE_Q, st->time_base) +
-                 (st->start_time != AV_NOPTS_VALUE ? st->start_time : 0);
+    int64_t ts = mw_input_stream_ts(in, stream_index, t_us);
     const AVIndexEntry *entry = avformat_index_get_entry_from_timestamp(st, ts, AVSEEK_FLAG_BACKWARD);
     /* Copied now: reading packets grows the index, which moves its entries. */
     int64_t keyframe_ts = entry ? entry->timestamp : AV_NOPTS_VALUE;

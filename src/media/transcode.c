@@ -728,21 +728,11 @@ static void pipeline_free(struct pipeline *p, int remove_outputs)
     av_frame_free(&p->filtered);
 }
 
-/* The common start: the earliest of the used streams, so both begin at 0 and keep their offset. */
+/* Both streams start on the input's timeline (mw_input_start_us), so a late stream keeps its offset. */
 static void set_start(struct pipeline *p)
 {
-    int64_t start_us = INT64_MAX;
-    int indexes[2] = {p->video_index, p->audio_index};
+    int64_t start_us = mw_input_start_us(p->in);
 
-    for (int i = 0; i < 2; i++) {
-        const AVStream *st = indexes[i] >= 0 ? p->format->streams[indexes[i]] : NULL;
-        if (st && st->start_time != AV_NOPTS_VALUE) {
-            int64_t us = av_rescale_q(st->start_time, st->time_base, AV_TIME_BASE_Q);
-            start_us = us < start_us ? us : start_us;
-        }
-    }
-    if (start_us == INT64_MAX)
-        start_us = 0;
     if (p->video_decoder)
         mw_decoder_set_start(p->video_decoder, av_rescale_q(start_us, AV_TIME_BASE_Q,
                                                             p->format->streams[p->video_index]->time_base));

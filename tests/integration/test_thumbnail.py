@@ -301,6 +301,77 @@ def test_transport_streams():
           f"interlaced TS storyboard: {proc.stdout[:300]}")
 
 
+def flash_time(path, size=(320, 240)):
+    """Timeline time (from the file's start, as ffprobe and players count) of the first white picture."""
+    info = ffprobe(path, ["-show_frames", "-select_streams", "v:0"])
+    start = float(info["format"].get("start_time", 0))
+    times = [float(f["best_effort_timestamp_time"]) for f in info["frames"]]
+    pictures = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0:v:0", "-fps_mode", "passthrough",
+                               "-vf", f"scale={size[0]}:{size[1]}",
+                               "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                              capture_output=True, check=True, timeout=60).stdout
+    area = size[0] * size[1]
+    for n in range(len(pictures) // area):
+        if sum(pictures[n * area:(n + 1) * area:97]) / len(pictures[n * area:(n + 1) * area:97]) > 128:
+            return times[n] - start
+    return None
+
+
+def beep_time(path):
+    """Timeline time of the first loud audio sample, as the ffmpeg CLI decodes the audio from the start."""
+    info = ffprobe(path)
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    start = float(audio.get("start_time", 0)) - float(info["format"].get("start_time", 0))
+    samples = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-ac", "1", "-ar", "48000",
+                              "-f", "s16le", "-"], capture_output=True, check=True, timeout=60).stdout
+    loud = next((i for i in range(len(samples) // 2) if abs(struct.unpack_from("<h", samples, 2 * i)[0]) > 3000), None)
+    return None if loud is None else start + loud / 48000
+
+
+def test_one_timeline():
+    """Times are counted from the file's start, not from the video stream's first picture: in an MKV whose
+    video starts 1.5 s after its audio (and the MP4 made from it, which says so with an empty edit), the
+    exact poster at a time is the picture players show then and reports its time on that timeline, a
+    poster before the video starts is its first picture, a storyboard covers the file's duration (6 s,
+    not the video's 4.5 s), and a rendition keeps the picture and the sound where they were relative to each other."""
+    video = "color=black:size=320x240:rate=25:duration=4.5," \
+            "drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='between(t,0.5,0.53)'"
+    audio = "aevalsrc='if(between(t,2,2.1),sin(2*PI*1000*t),0)':s=48000:d=6"
+    mkv = media("late-video.mkv", ["-f", "lavfi", "-i", audio, "-itsoffset", "1.5", "-f", "lavfi", "-i", video,
+                                   "-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-g", "25", "-c:a", "aac"])
+    mp4 = media("late-video-edit.mp4", ["-i", mkv, "-c", "copy"])
+    for clip in (mkv, mp4):
+        name = os.path.basename(clip)
+        white = flash_time(clip)
+        first = float(next(s for s in ffprobe(clip)["streams"] if s["codec_type"] == "video")["start_time"])
+        check(white is not None and white > 1.9, f"{name}: the white picture is shown at {white} s")
+        if white is None:
+            continue
+        out = os.path.join(OUT, f"{name}-timeline.png")
+        result = thumbnail([clip, "-o", out, "--at", f"{white + 0.01:.3f}", "--select", "exact"])
+        check(abs(result.get("time", -1) - white) < 0.003 and mean(decode_rgb(out)) > 200,
+              f"{name}: exact poster at {white + 0.01:.3f} s: {result.get('time')}, mean {mean(decode_rgb(out))}")
+        result = thumbnail([clip, "-o", out, "--at", f"{white - 0.05:.3f}", "--select", "exact"])
+        check(result.get("time", 99) < white and mean(decode_rgb(out)) < 40,
+              f"{name}: exact poster just before the white picture: {result.get('time')}, mean {mean(decode_rgb(out))}")
+        result = thumbnail([clip, "-o", out, "--at", "0.5", "--select", "exact"])
+        check(abs(result.get("time", -1) - first) < 0.003,
+              f"{name}: a poster before the video starts is its first picture at {first}: {result.get('time')}")
+        folder = os.path.join(OUT, f"{name}-timeline-storyboard")
+        proc = run(["storyboard", clip, "-o", folder, "--interval", "2"], timeout=120)
+        board = json.loads(proc.stdout or "{}")
+        check(proc.returncode == 0 and board.get("tile_count") == 4, f"{name}: storyboard {proc.stdout[:300]}")
+        folder = os.path.join(OUT, f"{name}-timeline-transcode")
+        proc = run(["transcode", clip, "-o", folder, "--renditions", "240", "--no-remux"], timeout=300)
+        rendition = os.path.join(folder, "web_240p.mp4")
+        check(proc.returncode == 0 and os.path.exists(rendition), f"{name}: transcode {proc.stdout[:300]}")
+        if os.path.exists(rendition):
+            source_offset = white - beep_time(clip)
+            output_offset = flash_time(rendition) - beep_time(rendition)
+            check(abs(output_offset - source_offset) <= 0.010,
+                  f"{name}: picture-to-sound offset {output_offset:.3f} s in the rendition, {source_offset:.3f} s in the source")
+
+
 def test_anamorphic():
     for sar, width in (("16/15", 768), ("64/45", 1024)):
         clip = media(f"anamorphic-{sar.replace('/', '_')}.mp4",
@@ -615,6 +686,7 @@ def test_job_operations():
 
 
 for test in (test_orientation, test_all_orientations, test_raw_streams, test_decode_time_containers, test_transport_streams,
+             test_one_timeline,
              test_exif_orientation, test_anamorphic, test_best_skips_black, test_colour_levels, test_hdr,
              test_interlaced, test_sizes_and_formats, test_image_inputs, test_hostile, test_storyboard,
              test_job_operations):
