@@ -1,9 +1,10 @@
 /*
  * Opening encoders from a preset row.
  *
- * Renditions must switch cleanly in a player, so every rendition gets the same GOP structure: a fixed
- * GOP length of keyframe_ms, no scene-cut keyframes, closed GOPs, IDR at each forced keyframe. transcode.c
- * additionally forces a keyframe by PTS at every interval, which keeps them aligned for VFR input too.
+ * Renditions must switch cleanly in a player, so every rendition gets the same GOP structure: no scene-cut
+ * keyframes, closed GOPs, and an IDR at each keyframe that rendition.c forces by PTS every keyframe_ms. The
+ * encoder's own GOP is twice that, a backstop only: counting frames at the nominal rate, it would put a
+ * keyframe off the grid wherever the input runs faster for a while (a 24 -> 30 fps switch, a held picture).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -63,8 +64,8 @@ int mw_encoder_open_video(AVCodecContext **out, const struct mw_preset *preset, 
     ctx->sample_aspect_ratio = (AVRational){1, 1};
     ctx->time_base = time_base;
     ctx->framerate = rate;
-    ctx->gop_size = gop > 0 ? gop : 1;
-    ctx->keyint_min = ctx->gop_size;
+    ctx->gop_size = gop > 0 ? 2 * gop : 1;
+    ctx->keyint_min = gop > 0 ? gop : 1;
     ctx->rc_max_rate = cap->maxrate;
     ctx->rc_buffer_size = (int)cap->bufsize;
     ctx->color_primaries = AVCOL_PRI_BT709;

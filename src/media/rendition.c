@@ -36,16 +36,20 @@ end:
 }
 
 /*
- * Video packets are written one behind: muxers take each sample's duration from the next timestamp, so
- * only the last packet's own duration matters, and it must reach past the last picture (which, after
- * B-frame reordering on VFR input, need not be the last packet's). Without that the MP4 edit list would
- * cut the last picture off.
+ * Video packets are written one behind, so each one's duration is the time to the next (the MP4 muxer
+ * takes that itself, the HLS muxer sums packet durations into EXTINF, so a nominal 1/24 s on a part that
+ * runs at 30 fps would stretch the playlist), and the last one's must reach past the last picture (which,
+ * after B-frame reordering on VFR input, need not be the last packet's). Without that the MP4 edit list
+ * would cut the last picture off.
  */
 static int write_video(struct mw_rendition_output *r, int last)
 {
     int ret = 0;
 
     if (r->held->data) {
+        const AVPacket *next = r->encoded;
+        if (!last && next->dts != AV_NOPTS_VALUE && r->held->dts != AV_NOPTS_VALUE && next->dts > r->held->dts)
+            r->held->duration = next->dts - r->held->dts;
         /* The MP4 track ends at the last dts plus its duration, shifted by the first packet's reorder delay. */
         int64_t reach = r->end - r->held->dts - r->dts_shift;
         if (last && r->held->dts != AV_NOPTS_VALUE && reach > r->held->duration)

@@ -75,6 +75,7 @@ struct pipeline {
     struct mw_rendition_output r[MW_TRANSCODE_MAX_RENDITIONS];
     AVPacket *pkt, *encoded, *copy;
     AVFrame *frame, *filtered;
+    AVFrame *last_picture;               /* the latest decoded picture, held on screen if the audio runs longer */
     AVRational output_rate;
     double duration_s;
     int64_t expected_frames, runaway_limit, encoded_frames, decoded_frames;
@@ -464,6 +465,46 @@ static int drain_audio_filter(struct pipeline *p)
     return ret == AVERROR(EAGAIN) || ret == AVERROR_EOF ? 0 : ret;
 }
 
+/*
+ * Streams of unequal length follow one rule (docs/transcode.md): every output runs from 0 to the end of the
+ * longer stream, and where the video covers less of that time than the audio, its first picture is shown
+ * from 0 and its last one until the sound ends, as players show such a file. Held pictures are repeated at
+ * the output rate, so every packet of the MP4 and of the HLS segments lasts one frame and the playlist's
+ * durations add up to the file's. This pushes last_picture at from, from + 1 frame, ... before until.
+ */
+static int repeat_picture(struct pipeline *p, int64_t from, int64_t until)
+{
+    AVRational tb = p->format->streams[p->video_index]->time_base;
+    int64_t step = av_rescale_q(1, av_inv_q(p->output_rate), tb);
+    int ret;
+
+    if (step < 1)
+        step = 1;
+    for (int64_t pts = from; pts + step / 2 < until; pts += step) {
+        if ((ret = av_frame_ref(p->filtered, p->last_picture)) < 0)
+            return ret;
+        p->filtered->pts = pts;
+        p->filtered->pkt_duration = step;
+        ret = mw_filter_push(p->video_filter, p->filtered);
+        av_frame_unref(p->filtered);
+        if (ret < 0 || (ret = drain_video_filter(p)) < 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* The first picture (in p->frame and last_picture) of a video that starts after the audio. */
+static int pad_video_start(struct pipeline *p)
+{
+    if (p->frame->pts <= 0)
+        return 0;
+    if (p->output_rate.num <= 0) {
+        p->frame->pts = 0;   /* no rate to repeat at: the first picture alone is shown from 0 */
+        return 0;
+    }
+    return repeat_picture(p, 0, p->frame->pts);
+}
+
 /* Receives every decoded frame of a stream and pushes it through its filter to the encoders. */
 static int drain_decoder(struct pipeline *p, int video)
 {
@@ -477,14 +518,18 @@ static int drain_decoder(struct pipeline *p, int video)
             mw_log(MW_LOG_WARN, "transcode", "skipped an undecodable %s frame", video ? "video" : "audio");
             continue;
         }
-        /* A video stream that starts a little after its audio starts at 0 like it (the first picture is
-         * shown from the start), so the output's streams begin together. */
-        if (video && !p->video_started)
-            p->frame->pts = 0;
-        p->video_started |= video;
         if (video || p->video_index < 0) {
             p->decoded_frames++;
             report_progress(p, p->frame->pts, tb, 0);
+        }
+        if (video) {
+            av_frame_unref(p->last_picture);
+            if ((ret = av_frame_ref(p->last_picture, p->frame)) < 0 ||
+                (!p->video_started && (ret = pad_video_start(p)) < 0)) {
+                av_frame_unref(p->frame);
+                return ret;
+            }
+            p->video_started = 1;
         }
         ret = mw_filter_push(video ? p->video_filter : p->audio_filter, p->frame);
         av_frame_unref(p->frame);
@@ -511,23 +556,38 @@ static int decode_packet(struct pipeline *p, int video, const AVPacket *pkt)
     return drain_decoder(p, video);
 }
 
+/* The video ends before the audio: its last picture is held until the sound ends (repeat_picture). */
+static int hold_last_picture(struct pipeline *p)
+{
+    int64_t audio_end = p->audio_decoder ? mw_decoder_end(p->audio_decoder) : AV_NOPTS_VALUE;
+    int64_t video_end = mw_decoder_end(p->video_decoder);
+
+    if (audio_end == AV_NOPTS_VALUE || video_end == AV_NOPTS_VALUE || !p->last_picture->buf[0] ||
+        p->output_rate.num <= 0)
+        return 0;
+    audio_end = av_rescale_q(audio_end, p->format->streams[p->audio_index]->time_base,
+                             p->format->streams[p->video_index]->time_base);
+    return repeat_picture(p, video_end, audio_end);
+}
+
+/* Audio first: its end decides how long the video's last picture is held. */
 static int flush_all(struct pipeline *p)
 {
     int ret;
 
+    if (p->audio_decoder) {
+        if ((ret = decode_packet(p, 0, NULL)) < 0 || (ret = mw_filter_push(p->audio_filter, NULL)) < 0 ||
+            (ret = drain_audio_filter(p)) < 0 || (ret = encode_audio(p, NULL)) < 0)
+            return ret;
+    }
     if (p->video_decoder) {
-        if ((ret = decode_packet(p, 1, NULL)) < 0 || (ret = mw_filter_push(p->video_filter, NULL)) < 0 ||
-            (ret = drain_video_filter(p)) < 0)
+        if ((ret = decode_packet(p, 1, NULL)) < 0 || (ret = hold_last_picture(p)) < 0 ||
+            (ret = mw_filter_push(p->video_filter, NULL)) < 0 || (ret = drain_video_filter(p)) < 0)
             return ret;
         for (int i = 0; i < p->count; i++)
             if ((ret = mw_frame_queue_push(p->r[i].queue, NULL)) < 0 && ret != AVERROR_EXIT)
                 return ret;
         if ((ret = join_encoders(p, 0)) < 0)
-            return ret;
-    }
-    if (p->audio_decoder) {
-        if ((ret = decode_packet(p, 0, NULL)) < 0 || (ret = mw_filter_push(p->audio_filter, NULL)) < 0 ||
-            (ret = drain_audio_filter(p)) < 0 || (ret = encode_audio(p, NULL)) < 0)
             return ret;
     }
     for (int i = 0; i < p->count; i++) {
@@ -726,6 +786,7 @@ static void pipeline_free(struct pipeline *p, int remove_outputs)
     av_packet_free(&p->copy);
     av_frame_free(&p->frame);
     av_frame_free(&p->filtered);
+    av_frame_free(&p->last_picture);
 }
 
 /* Both streams start on the input's timeline (mw_input_start_us), so a late stream keeps its offset. */
@@ -791,7 +852,8 @@ static int transcode(struct pipeline *p, const struct mw_probe *probe, struct mw
         return commit_outputs(p, result);
     }
     if (!(p->pkt = av_packet_alloc()) || !(p->encoded = av_packet_alloc()) || !(p->copy = av_packet_alloc()) ||
-        !(p->frame = av_frame_alloc()) || !(p->filtered = av_frame_alloc()))
+        !(p->frame = av_frame_alloc()) || !(p->filtered = av_frame_alloc()) ||
+        !(p->last_picture = av_frame_alloc()))
         return AVERROR(ENOMEM);
     if (p->audio_index >= 0 && (ret = open_audio(p)) < 0)
         return ret;

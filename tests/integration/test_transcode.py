@@ -235,6 +235,51 @@ def test_vfr():
     check(min(gaps) > 0.02 and max(gaps) > 0.08, f"frame spacing not kept variable: {min(gaps)}..{max(gaps)}")
 
 
+def test_unequal_streams():
+    """Streams of unequal length (audio 4 s longer than the video, audio starting 0.5 s late, an MP4 whose
+    audio has a 1 s empty edit) and a video switching from 24 to 30 fps: the MP4 and HLS both run from 0 to
+    the end of the longer stream, video and audio alike (the video's first and last pictures held), and the
+    HLS playlist's durations add up to that within a frame, as its own output check demands; keyframes stay
+    on the 2 s grid where the input runs faster than its nominal rate."""
+    part24 = media("fps24-3s.mkv", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24:duration=3",
+                                    "-c:v", "libx264", "-g", "24"])
+    part30 = media("fps30-3s.mkv", ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30:duration=3",
+                                    "-c:v", "libx264", "-g", "30"])
+    parts = os.path.join(fresh_dir("tc-unequal-list"), "parts.txt")
+    with open(parts, "w") as f:
+        f.write(f"file '{part24}'\nfile '{part30}'\n")
+    video = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5"]
+    late_audio = media("audio-late-0.5.mkv", video + ["-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=d=4.5",
+                                                      "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-g", "25",
+                                                      "-c:a", "aac"])
+    clips = {
+        "audio-longer-4s.mkv": video + ["-f", "lavfi", "-i", "sine=d=9", "-map", "0:v", "-map", "1:a",
+                                        "-c:v", "libx264", "-g", "25", "-c:a", "aac"],
+        "audio-late-0.5.mkv": None,
+        "audio-edit-1s.mp4": video + ["-itsoffset", "1", "-i", late_audio, "-map", "0:v", "-map", "1:a",
+                                      "-c:v", "libx264", "-g", "25", "-c:a", "copy"],
+        "fps-24-to-30.mkv": ["-f", "concat", "-safe", "0", "-i", parts, "-f", "lavfi", "-i", "sine=d=6",
+                             "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac"],
+    }
+    for name, args in clips.items():
+        clip = late_audio if args is None else media(name, args)
+        longer = float(ffprobe(clip)["format"]["duration"])   # from the file's start to its last stream's end
+        out = fresh_dir(f"tc-unequal-{name}")
+        if not transcode(clip, out, "--renditions", "240", "--hls", "--no-remux"):
+            continue
+        result = ffprobe(os.path.join(out, "web_240p.mp4"))
+        for st in result["streams"]:
+            check(float(st["start_time"]) == 0 and abs(float(st["duration"]) - longer) <= 0.045,
+                  f"{name}: the rendition's {st['codec_type']} runs {st['start_time']}..{st['duration']} s, "
+                  f"the longer stream ends at {longer:.3f} s")
+        keys = keyframe_times(os.path.join(out, "web_240p.mp4"))
+        check(all(abs(t - 2 * round(t / 2)) <= 0.045 for t in keys), f"{name}: keyframes off the 2 s grid: {keys}")
+        with open(os.path.join(out, "hls", "240p", "index.m3u8")) as f:
+            extinf = [float(line.split(":")[1].rstrip(",\n")) for line in f if line.startswith("#EXTINF:")]
+        check(abs(sum(extinf) - longer) <= 0.045, f"{name}: HLS segments {extinf} add up to {sum(extinf):.3f} s, "
+                                                  f"the input lasts {longer:.3f} s")
+
+
 def test_remux():
     out = fresh_dir("tc-remux")
     result = transcode(WEB, out, "--renditions", "360")
@@ -503,7 +548,7 @@ def test_progress_bar():
     check("[" not in proc.stderr.replace('"', ""), "progress bar drawn on a non-terminal")
 
 
-for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_remux, test_audio_only_and_video_only,
+for test in (test_ladder_and_hls, test_av_sync, test_rotation, test_vfr, test_unequal_streams, test_remux, test_audio_only_and_video_only,
              test_hdr_and_interlaced, test_odd_inputs, test_rung_at_source_size, test_threads, test_encoder_priority,
              test_broken_inputs, test_job_operation, test_progress_bar):
     print("--", test.__name__, flush=True)
