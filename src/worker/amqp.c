@@ -131,6 +131,10 @@ static int connect_one(const struct mw_config *cfg, const char *url_text, int he
         mw_log(MW_LOG_ERROR, "broker", "RABBITMQ_URL: cannot parse %s", masked);
         return MW_ERR_CONFIG;
     }
+    /* rabbitmq-c reads a lone trailing "/" as the empty vhost, which no broker has; pika, aio-pika and kombu
+     * (the seed's producers) read it as the default vhost "/", and so does the worker. "%2F" still works. */
+    if (!info.vhost[0])
+        info.vhost = "/";
     conn = amqp_new_connection();
     if (!conn)
         return AVERROR(ENOMEM);

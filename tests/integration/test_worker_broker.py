@@ -76,6 +76,20 @@ def test_queue_deleted_and_cluster_urls(broker, roots):
     ds.stop()
 
 
+def test_seed_url_form(broker, roots):
+    """RABBITMQ_URL as the seed's aio-pika users write it, with a lone "/" for the default vhost (also the
+    worker's own default form): the worker logs in to vhost "/" and processes a job."""
+    ds = data_service.DataService().start()
+    url = broker.url.replace("/%2F", "/")
+    check(url.endswith(":%d/" % broker.port), f"URL under test {url}")
+    w = Worker(broker, ds, *roots, name="seed-url", RABBITMQ_URL=url).start()
+    job = publish(broker, {"user_id": 60, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: job in reported_ok(ds), 30)
+    check(not any("vhost" in l.get("msg", "") for l in w.log_lines()), "seed URL form: no vhost error")
+    check(w.stop() == 0, "seed URL form: worker exits 0")
+    ds.stop()
+
+
 def test_quorum_queue(broker, roots):
     ds = data_service.DataService().start()
     queue = "media.quorum"
@@ -99,7 +113,8 @@ def main():
     mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
     roots = (input_root, os.path.join(work, "out"))
     with rabbitmq.RabbitMQ(work) as broker:
-        for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_quorum_queue):
+        for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_seed_url_form,
+                     test_quorum_queue):
             if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
                 continue
             started = time.monotonic()
