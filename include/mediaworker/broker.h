@@ -25,6 +25,7 @@
 #include "mediaworker/job.h"
 #include "mediaworker/metrics.h"
 #include "mediaworker/queue.h"
+#include "mediaworker/verdict.h"
 
 struct mw_delivery {
     uint64_t generation;          /* connection generation it arrived on */
@@ -43,13 +44,6 @@ struct mw_delivery {
 
 /* Frees a delivery and sets *d to NULL; accepts NULL. */
 void mw_delivery_free(struct mw_delivery **d);
-
-enum mw_verdict {
-    MW_VERDICT_ACK,               /* done (reported, or nothing more can be done) */
-    MW_VERDICT_REQUEUE,           /* give it back as it is (shutdown) */
-    MW_VERDICT_RETRY,             /* transient failure: next retry tier, or the DLQ after the last */
-    MW_VERDICT_DEAD,              /* permanent: to the dead-letter queue with the reason */
-};
 
 struct mw_broker_stats {
     uint64_t delivered, redelivered, acked, requeued, retried, dead_lettered, reconnects, stale_verdicts;
@@ -76,11 +70,15 @@ int mw_broker_tiers(const struct mw_broker *b);
 uint64_t mw_broker_generation(const struct mw_broker *b);
 
 /*
- * Hands the verdict for d to the broker thread, which takes ownership of d. reason (may be NULL) goes into
- * the x-mw-error header of retried and dead-lettered copies. Thread-safe; waits only if the command queue
- * is full.
+ * Hands the verdict for d (ack, requeue, retry, dead-letter) to the broker thread, which takes ownership
+ * of d and carries it out as it is. reason (may be NULL) goes into the x-mw-error header of retried and
+ * dead-lettered copies. Thread-safe; waits only if the command queue is full.
  */
-void mw_broker_settle(struct mw_broker *b, struct mw_delivery *d, enum mw_verdict verdict, const char *reason);
+void mw_broker_settle(struct mw_broker *b, struct mw_delivery *d, const struct mw_verdict *verdict,
+                      const char *reason);
+
+/* The configured retry delays (mw_broker_tiers() entries), for the verdict. */
+const int *mw_broker_delays(const struct mw_broker *b);
 
 /* Publishes body to the events exchange with routing_key, best effort (dropped when the queue is full). */
 void mw_broker_publish_event(struct mw_broker *b, const char *routing_key, const char *body);

@@ -58,6 +58,7 @@ struct mw_config {
     char queue[MW_CONFIG_NAME_MAX];
     enum mw_queue_type queue_type;
     char retry_delays[MW_CONFIG_NAME_MAX];      /* seconds per retry tier, comma separated */
+    char attempt_key[MW_CONFIG_URL_MAX];        /* signs x-mw-attempt; empty = derived from rabbitmq_url */
     char events_exchange[MW_CONFIG_NAME_MAX];
     int heartbeat_s;
     char amqp_cacert[MW_CONFIG_PATH_MAX];       /* CA bundle for amqps://; empty = the system bundle */

@@ -110,7 +110,4 @@ int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progres
  */
 cJSON *mw_job_failure_report(const struct mw_job *job, int err, const char *detail);
 
-/* True for failures that a retry cannot fix (bad message, bad or refused media, over a limit). */
-int mw_job_error_is_permanent(int err);
-
 #endif

@@ -28,6 +28,7 @@ enum mw_metric_counter {
     MW_METRIC_BROKER_RECONNECTS,  /* broker sessions lost or refused */
     MW_METRIC_BYTES_IN,           /* input file sizes of jobs run */
     MW_METRIC_BYTES_OUT,          /* output bytes listed in reports */
+    MW_METRIC_UNROUTABLE_COPIES,  /* retry or dead-letter copies the broker returned (no queue took them) */
     MW_METRIC_COUNTER_COUNT
 };
 
@@ -37,6 +38,7 @@ enum mw_metric_gauge {
     MW_METRIC_BROKER_CONSUMING,   /* 1 while the broker thread consumes the work queue */
     MW_METRIC_DRAINING,           /* 1 once a shutdown signal arrived */
     MW_METRIC_JOBS_AS_ROOT,       /* 1 when job processes could not drop root (no CAP_SETUID) */
+    MW_METRIC_COPIES_STUCK,       /* 1 while copies find no queue even after the topology was declared again */
     MW_METRIC_GAUGE_COUNT
 };
 

@@ -4,10 +4,8 @@
  * Bearer <MW_DATA_SERVICE_TOKEN>.
  *
  * One reporter per thread (it owns one reused libcurl easy handle, so connections are kept alive).
- * 408, 429, 5xx, timeouts and connection failures are retried HTTP_CLIENT_RETRIES times with exponential
- * backoff and jitter, honouring Retry-After; 404 means the user is gone; other 4xx are permanent. Only
- * http and https are spoken, and redirects are not followed (a report is not sent where it was not
- * configured to go).
+ * What each answer means for the message is the verdict's (verdict.h); only http and https are spoken,
+ * and redirects are not followed (a report is not sent where it was not configured to go).
  */
 #ifndef MEDIAWORKER_REPORTER_H
 #define MEDIAWORKER_REPORTER_H
@@ -21,6 +19,7 @@
 
 #include "mediaworker/config.h"
 #include "mediaworker/metrics.h"
+#include "mediaworker/verdict.h"
 
 struct mw_reporter;
 
@@ -37,15 +36,18 @@ void mw_reporter_set_cancel(struct mw_reporter *r, const atomic_int *cancel);
 void mw_reporter_set_metrics(struct mw_reporter *r, struct mw_metrics *metrics);
 
 /*
- * Sends the report. Returns 0 on a 2xx, MW_ERR_HTTP_GONE on 404, MW_ERR_HTTP_PERMANENT on another 4xx (or
- * a report that cannot be serialised), MW_ERR_HTTP_TRANSIENT when every attempt failed transiently or the
- * cancel flag was raised. detail receives a one-line description of the last failure.
+ * Sends the report, retrying inside the call (HTTP_CLIENT_RETRIES times, backoff with jitter, waits of at
+ * most a few seconds) only where a retry soon may succeed: 408, 409, 425, 429, 5xx, no answer, an answer
+ * that is not HTTP. Returns the outcome of the last attempt (never MW_REPORT_NOT_SENT; UNAVAILABLE when
+ * the cancel flag was raised or memory ran out), sets *retry_after_ms from its Retry-After (-1 when none)
+ * and writes a one-line description of it into detail.
  */
-int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id, const char *request_id,
-                     const cJSON *new_file, char *detail, size_t detail_size);
+enum mw_report_outcome mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
+                                        const char *request_id, const cJSON *new_file, int64_t *retry_after_ms,
+                                        char *detail, size_t detail_size);
 
-/* Classifies an HTTP status: 0 (2xx), MW_ERR_HTTP_GONE, MW_ERR_HTTP_TRANSIENT or MW_ERR_HTTP_PERMANENT. */
-int mw_reporter_classify_status(long status);
+/* The outcome of an HTTP status (see verdict.h), and whether a retry inside the slot is worth it. */
+enum mw_report_outcome mw_reporter_classify_status(long status, int *retry_in_slot);
 
 /*
  * Parses a Retry-After value (delta seconds or an HTTP date, relative to now) into milliseconds, at least

@@ -16,15 +16,31 @@ static const struct cli_option run_options[] = {
     {NULL, NULL, NULL, NULL, NULL, NULL},
 };
 
-/* Sends the report as `serve` would (same headers, retries and classification); 0 or the reporter's error. */
+/* Sends the report as `serve` would (same headers, retries and classification); 0 or an HTTP_* error. */
 static int send_report(const struct mw_config *cfg, const struct mw_job *job, const cJSON *result)
 {
     struct mw_reporter *reporter = NULL;
     char detail[512] = "";
+    int64_t retry_after_ms;
     int ret = mw_reporter_new(&reporter, cfg);
 
-    if (ret == 0)
-        ret = mw_reporter_send(reporter, job->user_id, job->job_id, job->request_id, result, detail, sizeof(detail));
+    if (ret == 0) {
+        switch (mw_reporter_send(reporter, job->user_id, job->job_id, job->request_id, result, &retry_after_ms,
+                                 detail, sizeof(detail))) {
+        case MW_REPORT_ACCEPTED:
+            ret = 0;
+            break;
+        case MW_REPORT_USER_GONE:
+            ret = MW_ERR_HTTP_GONE;
+            break;
+        case MW_REPORT_REFUSED:
+            ret = MW_ERR_HTTP_PERMANENT;
+            break;
+        default:
+            ret = MW_ERR_HTTP_TRANSIENT;
+            break;
+        }
+    }
     if (ret < 0)
         mw_log(MW_LOG_ERROR, "reporter", "report not accepted: %s", detail[0] ? detail : mw_err2str(ret));
     else

@@ -59,6 +59,8 @@ static const struct option_spec options[] = {
     STR("MW_QUEUE", "--queue", queue, "work queue; also the routing key"),
     CHOICE("MW_QUEUE_TYPE", "--queue-type", queue_type, queue_type_choices, "work queue type"),
     STR("MW_RETRY_DELAYS", "--retry-delays", retry_delays, "seconds per retry tier, comma separated"),
+    SECRET("MW_ATTEMPT_KEY", "--attempt-key", attempt_key,
+           "secret the workers of a queue sign their attempt counts with (default: from RABBITMQ_URL)"),
     STR("MW_EVENTS_EXCHANGE", "--events-exchange", events_exchange, "topic exchange for job events"),
     STR("MW_AMQP_CACERT", "--amqp-cacert", amqp_cacert, "CA certificates for amqps:// (empty = system bundle)"),
     INT("MW_HEARTBEAT", "--heartbeat", heartbeat_s, 0, 600, "AMQP heartbeat seconds (0 = off)"),

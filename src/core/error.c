@@ -9,11 +9,12 @@
 struct error_entry {
     int code;
     const char *name;
+    enum mw_error_class cls;
     const char *message;
 };
 
 static const struct error_entry error_table[] = {
-#define MW_ERROR_ENTRY(name, a, b, msg) {MW_ERR_##name, #name, msg},
+#define MW_ERROR_ENTRY(name, a, b, cls, msg) {MW_ERR_##name, #name, MW_ERROR_CLASS_##cls, msg},
     MW_ERRNO_MAP(MW_ERROR_ENTRY)
 #undef MW_ERROR_ENTRY
 };
@@ -52,6 +53,10 @@ const char *mw_error_code_name(int err)
     case AVERROR(EINVAL):           return "EINVAL";
     case AVERROR(EIO):              return "EIO";
     case AVERROR(ENOSPC):           return "ENOSPC";
+    case AVERROR(EPERM):            return "EPERM";
+    case AVERROR(ENOTDIR):          return "ENOTDIR";
+    case AVERROR(ENAMETOOLONG):     return "ENAMETOOLONG";
+    case AVERROR(ELOOP):            return "ELOOP";
     case AVERROR(ETIMEDOUT):        return "ETIMEDOUT";
     case AVERROR_INVALIDDATA:       return "INVALID_DATA";
     case AVERROR_EOF:               return "EOF";
@@ -62,5 +67,25 @@ const char *mw_error_code_name(int err)
     case AVERROR_PATCHWELCOME:      return "UNSUPPORTED_FEATURE";
     case AVERROR_EXIT:              return "EXIT";
     default:                        return "UNKNOWN";
+    }
+}
+
+enum mw_error_class mw_error_class(int err)
+{
+    const struct error_entry *entry = find_entry(err);
+
+    if (entry)
+        return entry->cls;
+    switch (err) {
+    case AVERROR(ENOMEM):
+    case AVERROR(ENOSPC):
+    case AVERROR(EDQUOT):
+    case AVERROR(EIO):
+    case AVERROR(EAGAIN):
+    case AVERROR(EMFILE):
+    case AVERROR(ENFILE):
+        return MW_ERROR_CLASS_TRANSIENT;
+    default:
+        return MW_ERROR_CLASS_INPUT;
     }
 }

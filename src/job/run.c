@@ -57,27 +57,6 @@ cJSON *mw_job_add_output(struct mw_job_context *ctx, const char *type, const cha
     return out;
 }
 
-/*
- * A job process that crashed during a job is a permanent failure (the input most likely caused it, and a
- * retry of a poison message only crashes again); one that could not take the job at all (JOB_LOST) is not.
- */
-int mw_job_error_is_permanent(int err)
-{
-    switch (err) {
-    case AVERROR(ENOMEM):
-    case AVERROR(ENOSPC):
-    case AVERROR(EIO):
-    case AVERROR(EAGAIN):
-    case MW_ERR_HTTP_TRANSIENT:
-    case MW_ERR_BROKER:
-    case MW_ERR_DOWNLOAD_FAILED:
-    case MW_ERR_JOB_LOST:
-        return 0;
-    default:
-        return 1;
-    }
-}
-
 static int add_error(cJSON *report, int err, const char *detail)
 {
     cJSON *error = cJSON_AddObjectToObject(report, "error");
@@ -91,7 +70,7 @@ static int add_error(cJSON *report, int err, const char *detail)
         snprintf(message, sizeof(message), "%s", mw_err2str(err));
     if (!cJSON_AddStringToObject(error, "code", mw_error_code_name(err)) ||
         !cJSON_AddStringToObject(error, "message", message) ||
-        !cJSON_AddBoolToObject(error, "permanent", mw_job_error_is_permanent(err)))
+        !cJSON_AddBoolToObject(error, "permanent", mw_error_class(err) != MW_ERROR_CLASS_TRANSIENT))
         return AVERROR(ENOMEM);
     return 0;
 }

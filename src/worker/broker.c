@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -29,6 +30,7 @@
 #include <libavutil/time.h>
 
 #include "amqp_internal.h"
+#include "mediaworker/attempt.h"
 #include "mediaworker/backoff.h"
 #include "mediaworker/broker.h"
 #include "mediaworker/error.h"
@@ -41,6 +43,8 @@
 #define RECONNECT_CAP_MS 5000
 #define SHUTDOWN_CONFIRM_WAIT_US (5 * 1000000)
 #define FRAMES_PER_TURN 64
+#define COPY_SEQ_HEADER "x-mw-copy-seq"
+#define ATTEMPT_SIG_HEADER "x-mw-attempt-sig"
 
 enum command_kind {
     CMD_VERDICT,
@@ -49,17 +53,28 @@ enum command_kind {
 
 struct command {
     enum command_kind kind;
-    enum mw_verdict verdict;
+    struct mw_verdict verdict;
     struct mw_delivery *delivery;
     char reason[512];
     char routing_key[64];
     char *body;
 };
 
-/* A republished copy waiting for its publisher confirm before the original (tag) is acked. */
-struct pending_confirm {
+/*
+ * A republished copy (retry tier or dead letter) waiting for its publisher confirm. It is published
+ * mandatory, so a copy no queue took comes back as basic.return before its confirm; the original delivery
+ * is acked only for a copy confirmed and not returned.
+ */
+struct pending_copy {
     uint64_t seq;
-    uint64_t tag;
+    int returned;                 /* basic.return seen for this publish */
+    int published;                /* times this copy was published (a second try follows a redeclare) */
+    struct mw_delivery *d;        /* the original, owned here until it is settled */
+    int attempts;
+    int to_tier;                  /* a retry tier's copy: its attempt count is signed */
+    char exchange[MW_TOPOLOGY_NAME_MAX];
+    char routing_key[MW_TOPOLOGY_NAME_MAX];
+    char reason[512];
 };
 
 struct mw_broker {
@@ -71,6 +86,7 @@ struct mw_broker {
     int prefetch;
     int delays_s[MW_TOPOLOGY_MAX_TIERS];
     int tiers;
+    uint8_t attempt_key[MW_ATTEMPT_KEY_SIZE];
     pthread_t thread;
     int started;
     atomic_uint_fast64_t generation;
@@ -81,7 +97,7 @@ struct mw_broker {
     amqp_connection_state_t conn;
     int next_url;
     uint64_t next_seq;
-    struct pending_confirm *pending;
+    struct pending_copy *pending;
     size_t pending_count, pending_size;
     int consuming;
     char consumer_tag[256];
@@ -132,6 +148,7 @@ int mw_broker_new(struct mw_broker **pb, const struct mw_config *cfg, struct mw_
         goto fail;
     }
     b->tiers = ret;
+    mw_attempt_key(cfg, b->attempt_key);
     ret = mw_queue_new(&b->commands, COMMAND_QUEUE_SIZE);
     if (ret < 0)
         goto fail;
@@ -155,6 +172,11 @@ int mw_broker_tiers(const struct mw_broker *b)
     return b->tiers;
 }
 
+const int *mw_broker_delays(const struct mw_broker *b)
+{
+    return b->delays_s;
+}
+
 uint64_t mw_broker_generation(const struct mw_broker *b)
 {
     return atomic_load(&((struct mw_broker *)b)->generation);
@@ -175,7 +197,8 @@ static void drain_wake_pipe(struct mw_broker *b)
         ;
 }
 
-void mw_broker_settle(struct mw_broker *b, struct mw_delivery *d, enum mw_verdict verdict, const char *reason)
+void mw_broker_settle(struct mw_broker *b, struct mw_delivery *d, const struct mw_verdict *verdict,
+                      const char *reason)
 {
     struct command *cmd = av_mallocz(sizeof(*cmd));
 
@@ -186,7 +209,7 @@ void mw_broker_settle(struct mw_broker *b, struct mw_delivery *d, enum mw_verdic
         return;
     }
     cmd->kind = CMD_VERDICT;
-    cmd->verdict = verdict;
+    cmd->verdict = *verdict;
     cmd->delivery = d;
     snprintf(cmd->reason, sizeof(cmd->reason), "%s", reason ? reason : "");
     if (mw_queue_push(b->commands, cmd, -1) < 0)
@@ -221,22 +244,37 @@ void mw_broker_cancel(struct mw_broker *b)
 
 /* ---- broker thread ---- */
 
-static int publish_copy(struct mw_broker *b, const struct mw_delivery *d, const char *exchange,
-                        const char *routing_key, int failures, const char *reason)
+static int send_copy(struct mw_broker *b, struct pending_copy *copy)
 {
-    amqp_table_entry_t headers[3];
+    const struct mw_delivery *d = copy->d;
+    amqp_table_entry_t headers[5];
     amqp_basic_properties_t props = {0};
+    char sig[MW_ATTEMPT_SIG_SIZE];
     int count = 0;
     int status;
+    int ret;
 
+    if (copy->to_tier && (ret = mw_attempt_sign(b->attempt_key, copy->attempts, d->original_message_id,
+                                                d->original_message_id_len, d->body, d->body_size, sig)) < 0)
+        return ret;
+    copy->seq = b->next_seq++;
+    copy->returned = 0;
+    copy->published++;
     headers[count++] = (amqp_table_entry_t){amqp_cstring_bytes("x-mw-attempt"),
-                                            {AMQP_FIELD_KIND_I32, {.i32 = failures}}};
+                                            {AMQP_FIELD_KIND_I32, {.i32 = copy->attempts}}};
+    /* A dead letter's count is for people: published again from the DLQ, a message starts afresh. */
+    if (copy->to_tier)
+        headers[count++] = (amqp_table_entry_t){amqp_cstring_bytes(ATTEMPT_SIG_HEADER),
+                                                {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(sig)}}};
+    /* Ties a basic.return to its copy: confirms of other copies may come first, returns carry no tag. */
+    headers[count++] = (amqp_table_entry_t){amqp_cstring_bytes(COPY_SEQ_HEADER),
+                                            {AMQP_FIELD_KIND_I64, {.i64 = (int64_t)copy->seq}}};
     if (d->request_id[0])
         headers[count++] = (amqp_table_entry_t){amqp_cstring_bytes("X-Request-ID"),
                                                 {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(d->request_id)}}};
-    if (reason[0])
+    if (copy->reason[0])
         headers[count++] = (amqp_table_entry_t){amqp_cstring_bytes("x-mw-error"),
-                                                {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(reason)}}};
+                                                {AMQP_FIELD_KIND_UTF8, {.bytes = amqp_cstring_bytes(copy->reason)}}};
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = 2;
@@ -245,73 +283,92 @@ static int publish_copy(struct mw_broker *b, const struct mw_delivery *d, const 
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         props.message_id = (amqp_bytes_t){d->original_message_id_len, (void *)d->original_message_id};
     }
-    status = amqp_basic_publish(b->conn, MW_AMQP_CHANNEL, amqp_cstring_bytes(exchange),
-                                amqp_cstring_bytes(routing_key), 0, 0, &props,
+    status = amqp_basic_publish(b->conn, MW_AMQP_CHANNEL, amqp_cstring_bytes(copy->exchange),
+                                amqp_cstring_bytes(copy->routing_key), 1, 0, &props,
                                 (amqp_bytes_t){d->body_size, d->body});
     if (status != AMQP_STATUS_OK) {
-        mw_log(MW_LOG_WARN, "broker", "publish to %s failed: %s", routing_key, amqp_error_string2(status));
+        mw_log(MW_LOG_WARN, "broker", "publish to %s failed: %s", copy->routing_key, amqp_error_string2(status));
         return MW_ERR_BROKER;
     }
+    return 0;
+}
+
+/* Takes cmd->delivery: publishes its copy and keeps the original until the copy is confirmed routed. */
+static int publish_copy(struct mw_broker *b, struct command *cmd, const char *exchange, const char *routing_key)
+{
+    struct pending_copy *copy;
+
     if (b->pending_count == b->pending_size) {
         size_t size = b->pending_size ? 2 * b->pending_size : 16;
-        struct pending_confirm *grown = av_realloc_array(b->pending, size, sizeof(*grown));
+        struct pending_copy *grown = av_realloc_array(b->pending, size, sizeof(*grown));
         if (!grown)
             return AVERROR(ENOMEM);
         b->pending = grown;
         b->pending_size = size;
     }
-    b->pending[b->pending_count++] = (struct pending_confirm){b->next_seq++, d->tag};
-    return 0;
+    copy = &b->pending[b->pending_count++];
+    /* Tier queues are reached through the default exchange, the dead-letter queue through its own. */
+    *copy = (struct pending_copy){.d = cmd->delivery, .attempts = cmd->verdict.attempts, .to_tier = !exchange[0]};
+    cmd->delivery = NULL;
+    snprintf(copy->exchange, sizeof(copy->exchange), "%s", exchange);
+    snprintf(copy->routing_key, sizeof(copy->routing_key), "%s", routing_key);
+    snprintf(copy->reason, sizeof(copy->reason), "%s", cmd->reason);
+    return send_copy(b, copy);
 }
 
-static int dead_letter(struct mw_broker *b, const struct mw_delivery *d, int failures, const char *reason)
+/* Forgets every copy in flight; their originals are void with the connection (the broker requeues them). */
+static void drop_pending(struct mw_broker *b)
+{
+    for (size_t i = 0; i < b->pending_count; i++)
+        mw_delivery_free(&b->pending[i].d);
+    b->pending_count = 0;
+}
+
+static int dead_letter(struct mw_broker *b, struct command *cmd)
 {
     char dlx[MW_TOPOLOGY_NAME_MAX];
 
     mw_topology_dead_exchange(b->cfg, dlx, sizeof(dlx));
     b->stats.dead_lettered++;
     mw_metrics_add(b->metrics, MW_METRIC_DEAD_LETTERS, 1);
-    mw_log(MW_LOG_WARN, "broker", "message %s dead-lettered: %s", d->message_id, reason);
-    return publish_copy(b, d, dlx, b->cfg->queue, failures, reason);
+    mw_log(MW_LOG_WARN, "broker", "message %s dead-lettered: %s", cmd->delivery->message_id, cmd->reason);
+    return publish_copy(b, cmd, dlx, b->cfg->queue);
 }
 
-/* Retries and dead letters are counted here, where the verdict meets the delivery's real attempt count:
- * a retry verdict on the last tier becomes a dead letter, and a verdict of a lost connection is neither. */
+/* Carries out a verdict as it was decided; one of an older connection is void (the broker requeued it). */
 static int apply_verdict(struct mw_broker *b, struct command *cmd)
 {
+    const struct mw_verdict *v = &cmd->verdict;
     struct mw_delivery *d = cmd->delivery;
     char queue[MW_TOPOLOGY_NAME_MAX];
-    int failures = d->failures + 1;
-    int status = AMQP_STATUS_OK;
-    int tier;
+    int status;
 
     if (d->generation != atomic_load(&b->generation)) {
         b->stats.stale_verdicts++;
         return 0;
     }
-    switch (cmd->verdict) {
-    case MW_VERDICT_ACK:
+    switch (v->action) {
+    case MW_ACTION_ACK:
         status = amqp_basic_ack(b->conn, MW_AMQP_CHANNEL, d->tag, 0);
         b->stats.acked++;
         break;
-    case MW_VERDICT_REQUEUE:
-        status = amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, d->tag, 0, 1);
-        b->stats.requeued++;
-        break;
-    case MW_VERDICT_RETRY:
-        tier = mw_topology_retry_tier(failures, b->tiers);
-        if (tier) {
-            mw_topology_retry_queue(b->cfg, tier, queue, sizeof(queue));
+    case MW_ACTION_RETRY:
+        if (v->tier >= 1 && v->tier <= b->tiers) {
+            mw_topology_retry_queue(b->cfg, v->tier, queue, sizeof(queue));
             b->stats.retried++;
             mw_metrics_add(b->metrics, MW_METRIC_RETRIES, 1);
             mw_log(MW_LOG_WARN, "broker", "message %s to %s after %d failed attempt(s): %s", d->message_id, queue,
-                   failures, cmd->reason);
-            return publish_copy(b, d, "", queue, failures, cmd->reason);
+                   v->attempts, cmd->reason);
+            return publish_copy(b, cmd, "", queue);
         }
-        /* The retries are used up. */
-        return dead_letter(b, d, failures, cmd->reason);
-    case MW_VERDICT_DEAD:
-        return dead_letter(b, d, failures, cmd->reason);
+        return dead_letter(b, cmd);
+    case MW_ACTION_DEAD:
+        return dead_letter(b, cmd);
+    default:
+        /* REQUEUE, and the verdicts that are not settlements (run, report), which never get here. */
+        status = amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, d->tag, 0, 1);
+        b->stats.requeued++;
+        break;
     }
     if (status != AMQP_STATUS_OK) {
         mw_log(MW_LOG_WARN, "broker", "ack/nack failed: %s", amqp_error_string2(status));
@@ -355,29 +412,84 @@ static int run_commands(struct mw_broker *b)
     return ret;
 }
 
+/* The copy's original is settled: acked (copy safe in its queue) or requeued (no copy exists). */
+static int settle_original(struct mw_broker *b, struct pending_copy *copy, int ack)
+{
+    int status = ack ? amqp_basic_ack(b->conn, MW_AMQP_CHANNEL, copy->d->tag, 0)
+                     : amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, copy->d->tag, 0, 1);
+
+    mw_delivery_free(&copy->d);
+    return status == AMQP_STATUS_OK ? 0 : MW_ERR_BROKER;
+}
+
+/*
+ * A returned copy found no queue: someone deleted a tier queue, the dead-letter queue or a binding while
+ * we ran. The topology is declared again and the copy published once more; returned again, the original
+ * goes back to the work queue (nothing is lost) and the worker says it is not ready.
+ */
+static int on_returned_copy(struct mw_broker *b, struct pending_copy *copy, int *keep)
+{
+    int ret;
+
+    *keep = 0;
+    mw_metrics_add(b->metrics, MW_METRIC_UNROUTABLE_COPIES, 1);
+    if (copy->published == 1) {
+        mw_log(MW_LOG_WARN, "broker", "copy of message %s to %s was returned: no queue took it; declaring the "
+               "topology again", copy->d->message_id, copy->routing_key);
+        if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers)) < 0)
+            return ret;
+        *keep = 1;
+        return send_copy(b, copy);
+    }
+    mw_log(MW_LOG_ERROR, "broker", "copy of message %s to %s was returned again after declaring the topology; "
+           "the original is requeued", copy->d->message_id, copy->routing_key);
+    mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, 1);
+    return settle_original(b, copy, 0);
+}
+
 static int on_confirm(struct mw_broker *b, uint64_t seq, int multiple, int ok)
 {
     size_t kept = 0;
     int ret = 0;
 
     for (size_t i = 0; i < b->pending_count; i++) {
-        struct pending_confirm *p = &b->pending[i];
-        int status;
+        struct pending_copy *copy = &b->pending[i];
+        int keep = 0;
+        int step;
 
-        if (multiple ? p->seq > seq : p->seq != seq) {
-            b->pending[kept++] = *p;
+        if (ret < 0 || (multiple ? copy->seq > seq : copy->seq != seq)) {
+            b->pending[kept++] = *copy;
             continue;
         }
-        /* The copy is safe in its queue: the original can go. A refused copy puts the original back. */
-        status = ok ? amqp_basic_ack(b->conn, MW_AMQP_CHANNEL, p->tag, 0)
-                    : amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, p->tag, 0, 1);
-        if (!ok)
+        if (!ok) {
             mw_log(MW_LOG_WARN, "broker", "broker refused a republished copy; original requeued");
-        if (status != AMQP_STATUS_OK && !ret)
-            ret = MW_ERR_BROKER;
+            step = settle_original(b, copy, 0);
+        } else if (copy->returned) {
+            step = on_returned_copy(b, copy, &keep);
+        } else {
+            mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, 0);
+            step = settle_original(b, copy, 1);
+        }
+        if (keep)
+            b->pending[kept++] = *copy;
+        if (step < 0)
+            ret = step;
     }
     b->pending_count = kept;
     return ret;
+}
+
+/* Marks the copy a basic.return names (by the sequence header we gave it); its confirm follows. */
+static void on_return(struct mw_broker *b, const amqp_message_t *message)
+{
+    const amqp_basic_properties_t *props = &message->properties;
+    int64_t seq = 0;
+
+    if (!(props->_flags & AMQP_BASIC_HEADERS_FLAG) || !mw_amqp_header_int(&props->headers, COPY_SEQ_HEADER, &seq))
+        return;
+    for (size_t i = 0; i < b->pending_count; i++)
+        if (b->pending[i].seq == (uint64_t)seq)
+            b->pending[i].returned = 1;
 }
 
 /*
@@ -406,12 +518,30 @@ static void read_ids(const amqp_basic_properties_t *props, const amqp_table_t *h
         mw_log(MW_LOG_WARN, "broker", "header X-Request-ID %s: ignored, the job gets a fresh request id", why);
 }
 
+/* The failed attempts a delivery has behind it: what a copy of ours says, else 0 (see attempt.h). */
+static int read_attempts(const struct mw_broker *b, const amqp_table_t *headers, const struct mw_delivery *d)
+{
+    char sig[MW_ATTEMPT_SIG_SIZE];
+    const char *why = NULL;
+    int64_t attempts = 0;
+
+    if (!mw_amqp_header_int(headers, "x-mw-attempt", &attempts))
+        return 0;
+    if (attempts > 0 && attempts <= MW_TOPOLOGY_MAX_TIERS + 1 &&
+        mw_amqp_header_text(headers, ATTEMPT_SIG_HEADER, MW_TEXT_ID, sig, sizeof(sig), &why) == 1 &&
+        mw_attempt_verify(b->attempt_key, (int)attempts, d->original_message_id, d->original_message_id_len, d->body,
+                          d->body_size, sig, strlen(sig)))
+        return (int)attempts;
+    mw_log(MW_LOG_WARN, "broker", "message %s: x-mw-attempt %" PRId64 " is not one this queue's workers signed; "
+           "counted as a first attempt", d->message_id, attempts);
+    return 0;
+}
+
 static int on_delivery(struct mw_broker *b, const amqp_envelope_t *env)
 {
     const amqp_basic_properties_t *props = &env->message.properties;
     const amqp_table_t *headers = props->_flags & AMQP_BASIC_HEADERS_FLAG ? &props->headers : NULL;
     struct mw_delivery *d = av_mallocz(sizeof(*d));
-    int64_t failures = 0;
 
     if (!d || !(d->body = av_malloc(env->message.body.len + 1))) {
         av_free(d);
@@ -426,8 +556,7 @@ static int on_delivery(struct mw_broker *b, const amqp_envelope_t *env)
     d->redelivered = env->redelivered;
     d->received_us = av_gettime_relative();
     read_ids(props, headers, d);
-    if (mw_amqp_header_int(headers, "x-mw-attempt", &failures) && failures > 0 && failures < 1000)
-        d->failures = (int)failures;
+    d->failures = read_attempts(b, headers, d);
     b->stats.delivered++;
     b->stats.redelivered += d->redelivered;
     if (mw_queue_push(b->deliveries, d, 0) < 0) {
@@ -465,6 +594,7 @@ static int on_other_frame(struct mw_broker *b)
         amqp_rpc_reply_t reply = amqp_read_message(b->conn, frame.channel, &message, 0);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL)
             return mw_amqp_check(reply, "read returned message");
+        on_return(b, &message);
         amqp_destroy_message(&message);
         return 0;
     }
@@ -570,7 +700,7 @@ static int session_open(struct mw_broker *b)
     if ((ret = mw_amqp_check_last(b->conn, "basic.qos")) < 0)
         return ret;
     b->next_seq = 1;
-    b->pending_count = 0;
+    drop_pending(b);
     atomic_fetch_add(&b->generation, 1);
     if (atomic_load(&b->cancel))
         return 0;
@@ -671,7 +801,7 @@ static void *broker_main(void *arg)
             b->conn = NULL;
         }
         set_consuming(b, 0);
-        b->pending_count = 0;
+        drop_pending(b);
         b->stats.reconnects++;
         mw_metrics_add(b->metrics, MW_METRIC_BROKER_RECONNECTS, 1);
         mw_log(MW_LOG_WARN, "broker", "broker connection lost or refused; reconnecting (attempt %d)", attempt + 1);

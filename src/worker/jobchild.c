@@ -459,9 +459,10 @@ static int serve_job(struct warm *w, const char *text, size_t size)
 {
     cJSON *request = cJSON_ParseWithLengthOpts(text, size, NULL, 0);
     const char *nonce = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(request, "nonce"));
-    char end[128];
+    char end[160];
     int pair[2];
     int status = 0;
+    int killed = 0;
     int ret = 0;
     pid_t pid;
 
@@ -501,10 +502,11 @@ static int serve_job(struct warm *w, const char *text, size_t size)
         status = W_EXITCODE(126, 0);
         close(pair[0]);
     } else {
+        int read_ret;
         for (;;) {
             char *frame = NULL;
             size_t frame_size;
-            if (mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0) < 0)
+            if ((read_ret = mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0)) < 0)
                 break;
             ret = mw_jobproc_frame_write_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
             wipe_and_free(&frame, frame_size);
@@ -512,12 +514,17 @@ static int serve_job(struct warm *w, const char *text, size_t size)
                 break;
         }
         close(pair[0]);
-        /* The child's socket closed: it exited, or a broken frame made us stop listening; reap it either way. */
-        kill(pid, SIGKILL);
+        /* The child closed its socket by exiting; after a broken frame (or a lost supervisor) we stop
+         * listening and kill it. The supervisor is told which, so that only a SIGKILL nobody here sent
+         * (the OOM killer, an operator) counts as a kill from outside. */
+        killed = read_ret != AVERROR_EOF || ret < 0;
+        if (killed)
+            kill(pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
             continue;
     }
-    snprintf(end, sizeof(end), "{\"nonce\":\"%.64s\",\"status\":%d}", nonce, status);
+    snprintf(end, sizeof(end), "{\"nonce\":\"%.64s\",\"status\":%d,\"killed\":%s}", nonce, status,
+             killed ? "true" : "false");
     cJSON_Delete(request);
     if (ret < 0)
         return ret;

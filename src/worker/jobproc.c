@@ -44,6 +44,7 @@ struct mw_jobproc {
     struct mw_config child_cfg;   /* what job processes are sent: cfg without credentials */
     struct mw_metrics *metrics;   /* may be NULL */
     atomic_int pid;               /* 0 when no process is running */
+    atomic_int killed_here;       /* the current process got a SIGKILL from the worker */
     int fd;                       /* our end of the socketpair, -1 when none */
     int jobs;                     /* jobs given to the current process */
     char identity[160];           /* whom its job children run as, from its ready frame */
@@ -182,6 +183,7 @@ static int spawn(struct mw_jobproc *p)
     close(sv[1]);
     p->fd = sv[0];
     p->jobs = 0;
+    atomic_store(&p->killed_here, 0);
     atomic_store(&p->pid, pid);
     mw_metrics_gauge_add(p->metrics, MW_METRIC_JOB_PROCESSES, 1);
     ret = mw_jobproc_frame_write(p->fd, &p->child_cfg, sizeof(p->child_cfg));
@@ -193,6 +195,13 @@ static int spawn(struct mw_jobproc *p)
     }
     mw_log(MW_LOG_DEBUG, "jobproc", "job process %d started", (int)pid);
     return 0;
+}
+
+/* Every SIGKILL the worker sends goes through here, so that any other one is known to come from outside. */
+static void kill_process(struct mw_jobproc *p, pid_t pid)
+{
+    atomic_store(&p->killed_here, 1);
+    kill(pid, SIGKILL);
 }
 
 static int reap(struct mw_jobproc *p, int64_t wait_us)
@@ -208,7 +217,7 @@ static int reap(struct mw_jobproc *p, int64_t wait_us)
         if (got == pid || (got < 0 && errno != EINTR))
             break;
         if (got == 0 && av_gettime_relative() >= until) {
-            kill(pid, SIGKILL);
+            kill_process(p, pid);
             wait_us = -1;
         } else if (got == 0) {
             av_usleep(10000);
@@ -285,7 +294,7 @@ void mw_jobproc_kill(struct mw_jobproc *p)
     pid_t pid = atomic_load(&p->pid);
 
     if (pid > 0)
-        kill(pid, SIGKILL);
+        kill_process(p, pid);
 }
 
 static const char *signal_name(int sig)
@@ -305,12 +314,17 @@ static const char *signal_name(int sig)
     }
 }
 
-/* Turns how the process ended into our error and a reason for the report. */
-static int classify_death(int status, char *reason, size_t size)
+/* Turns how the process ended into our error and a reason for the report; killed_here: the worker sent
+ * the SIGKILL it may have died of. */
+static int classify_death(int status, int killed_here, char *reason, size_t size)
 {
     if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
         snprintf(reason, size, "cpu limit");
         return MW_ERR_JOB_CPU;
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL && !killed_here) {
+        snprintf(reason, size, "killed by a SIGKILL the worker did not send (the kernel's OOM killer, an operator)");
+        return MW_ERR_JOB_KILLED;
     }
     if (WIFSIGNALED(status)) {
         const char *name = signal_name(WTERMSIG(status));
@@ -484,7 +498,7 @@ static const char *take_child_frame(const struct frame *f, const struct mw_job_m
 }
 
 /* Reads the end frame's wait status; -1 when the frame is not the one the warm process writes. */
-static int end_status(const struct frame *f, const char *nonce, int *status)
+static int end_status(const struct frame *f, const char *nonce, int *status, int *killed)
 {
     cJSON *end = cJSON_ParseWithLengthOpts(f->payload, f->size, NULL, 0);
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(end, "status");
@@ -492,6 +506,7 @@ static int end_status(const struct frame *f, const char *nonce, int *status)
              !strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(end, "nonce")) ?: "", nonce);
 
     *status = ok ? (int)value->valuedouble : 0;
+    *killed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(end, "killed"));
     cJSON_Delete(end);
     return ok ? 0 : -1;
 }
@@ -515,12 +530,12 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
         struct frame f = {0};
         const char *violation = NULL;
         pid_t pid = atomic_load(&p->pid);
-        int status = 0;
+        int status = 0, killed_by_warm = 0;
 
         ret = read_frame(p, &f, deadline + DEADLINE_GRACE_US);
         if (ret == AVERROR(ETIMEDOUT)) {
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d passed the job deadline; killed", (int)pid);
-            kill(pid, SIGKILL);
+            kill_process(p, pid);
             reap(p, -1);
             mw_metrics_restart(p->metrics, MW_RESTART_TIMEOUT);
             snprintf(reason, reason_size, "timeout");
@@ -528,22 +543,24 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
             break;
         }
         if (ret < 0) {
-            /* EOF or garbage: the warm process is dead or broken; make sure, then ask the kernel how it died. */
-            if (ret != AVERROR_EOF)
-                kill(pid, SIGKILL);
-            ret = classify_death(reap(p, -1), reason, reason_size);
+            /* EOF or a reset (it died with our job unread): the warm process is gone; garbage: it is broken,
+             * so make sure. Then ask the kernel how it died. */
+            if (ret != AVERROR_EOF && ret != AVERROR(ECONNRESET))
+                kill_process(p, pid);
+            status = reap(p, -1);
+            ret = classify_death(status, atomic_load(&p->killed_here), reason, reason_size);
             mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d died during the job: %s", (int)pid, reason);
             break;
         }
         if (f.type == MW_JOBPROC_CHILD_FRAME)
             violation = take_child_frame(&f, message, nonce, progress, opaque, result, &job_ret, &answered);
-        else if (f.type != MW_JOBPROC_END_FRAME || end_status(&f, nonce, &status) < 0)
+        else if (f.type != MW_JOBPROC_END_FRAME || end_status(&f, nonce, &status, &killed_by_warm) < 0)
             violation = "a frame the job process does not write";
         av_free(f.data);
         if (violation) {
             mw_log(MW_LOG_ERROR, "jobproc", "job process %d broke the protocol (%s); killed", (int)pid, violation);
-            kill(pid, SIGKILL);
+            kill_process(p, pid);
             reap(p, -1);
             mw_metrics_restart(p->metrics, MW_RESTART_CRASH);
             snprintf(reason, reason_size, "protocol violation: %s", violation);
@@ -563,7 +580,7 @@ int mw_jobproc_run(struct mw_jobproc *p, const struct mw_job_message *message, i
         }
         cJSON_Delete(*result);
         *result = NULL;
-        ret = classify_death(status, reason, reason_size);
+        ret = classify_death(status, killed_by_warm || atomic_load(&p->killed_here), reason, reason_size);
         mw_metrics_restart(p->metrics, ret == MW_ERR_JOB_CPU ? MW_RESTART_CPU : MW_RESTART_CRASH);
         mw_log(MW_LOG_ERROR, "jobproc", "the job's process died: %s", reason);
         break;

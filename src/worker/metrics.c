@@ -77,6 +77,8 @@ static const char *const counter_names[MW_METRIC_COUNTER_COUNT][2] = {
     [MW_METRIC_BROKER_RECONNECTS] = {"broker_reconnects_total", "Broker connections lost or refused."},
     [MW_METRIC_BYTES_IN] = {"input_bytes_total", "Sizes of the input files of jobs run."},
     [MW_METRIC_BYTES_OUT] = {"output_bytes_total", "Bytes of the outputs listed in reports."},
+    [MW_METRIC_UNROUTABLE_COPIES] = {"unroutable_copies_total",
+                                     "Retry or dead-letter copies the broker returned because no queue took them."},
 };
 
 static const char *const gauge_names[MW_METRIC_GAUGE_COUNT][2] = {
@@ -86,6 +88,8 @@ static const char *const gauge_names[MW_METRIC_GAUGE_COUNT][2] = {
                                 "unprivileged user is impossible here."},
     [MW_METRIC_BROKER_CONSUMING] = {"broker_consuming", "1 while the work queue is consumed."},
     [MW_METRIC_DRAINING] = {"draining", "1 once shutdown started."},
+    [MW_METRIC_COPIES_STUCK] = {"copies_unroutable", "1 while retry or dead-letter copies find no queue even "
+                                "after the topology was declared again (their originals are requeued)."},
 };
 
 static const char *const restart_causes[MW_RESTART_CAUSE_COUNT] = {
@@ -355,6 +359,8 @@ int mw_metrics_ready(const struct mw_metrics *m, int need_job_process, char *rea
         why = "broker not connected or not consuming";
     else if (need_job_process && mw_metrics_gauge_get(m, MW_METRIC_JOB_PROCESSES) <= 0)
         why = "no job process running";
+    else if (mw_metrics_gauge_get(m, MW_METRIC_COPIES_STUCK))
+        why = "retry and dead-letter copies find no queue (see the log); their originals are requeued";
     if (why) {
         snprintf(reason, reason_size, "%s", why);
         return 0;

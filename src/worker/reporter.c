@@ -23,9 +23,9 @@
 #include "curl_cancel_internal.h"
 
 #define RETRY_BASE_MS 250
-#define RETRY_CAP_MS 30000
-/* A Retry-After beyond this is not waited for inside a slot; the message goes to a retry tier instead. */
-#define RETRY_AFTER_CAP_MS 60000
+/* A slot holds a job process's result and a prefetched delivery while it waits: waits inside the slot stay
+ * this short, and a longer Retry-After sends the message to a retry tier instead. */
+#define IN_SLOT_WAIT_CAP_MS 5000
 
 struct mw_reporter {
     const struct mw_config *cfg;
@@ -85,15 +85,22 @@ void mw_reporter_set_metrics(struct mw_reporter *r, struct mw_metrics *metrics)
     r->metrics = metrics;
 }
 
-int mw_reporter_classify_status(long status)
+enum mw_report_outcome mw_reporter_classify_status(long status, int *retry_in_slot)
 {
+    *retry_in_slot = 0;
     if (status >= 200 && status < 300)
-        return 0;
-    if (status == 404)
-        return MW_ERR_HTTP_GONE;
-    if (status == 408 || status == 429 || status >= 500)
-        return MW_ERR_HTTP_TRANSIENT;
-    return MW_ERR_HTTP_PERMANENT;
+        return MW_REPORT_ACCEPTED;
+    if (status == 404 || status == 410)
+        return MW_REPORT_USER_GONE;
+    /* Redirects are not followed and credentials do not fix themselves in seconds: a person must act, and
+     * the retry tiers keep the message meanwhile. */
+    if ((status >= 300 && status < 400) || status == 401 || status == 403 || status == 407)
+        return MW_REPORT_UNAVAILABLE;
+    /* 409: a request with this Idempotency-Key is still in progress (the idempotency draft's meaning). */
+    if (status >= 400 && status < 500 && status != 408 && status != 409 && status != 425 && status != 429)
+        return MW_REPORT_REFUSED;
+    *retry_in_slot = 1;
+    return MW_REPORT_UNAVAILABLE;
 }
 
 int64_t mw_reporter_parse_retry_after(const char *value, time_t now)
@@ -142,7 +149,7 @@ static int build_headers(const struct mw_reporter *r, int64_t user_id, const cha
     if (mw_text_check(request_id, strlen(request_id), MW_REQUEST_ID_MAX - 1, MW_TEXT_ID, NULL) < 0 ||
         mw_text_check(job_id, strlen(job_id), MW_JOB_ID_MAX - 1, MW_TEXT_ID, NULL) < 0) {
         mw_log(MW_LOG_ERROR, "reporter", "refusing to send a report whose request id or job id is not a plain id");
-        return MW_ERR_HTTP_PERMANENT;
+        return MW_ERR_INVALID_MESSAGE;
     }
     snprintf(request_line, sizeof(request_line), "X-Request-ID: %s", request_id);
     snprintf(key_line, sizeof(key_line), "Idempotency-Key: %" PRId64 ":%s", user_id, job_id);
@@ -167,9 +174,13 @@ static int build_headers(const struct mw_reporter *r, int64_t user_id, const cha
     return 0;
 }
 
-/* One request; returns its classification and sets *retry_after_ms (-1 when the server gave none). */
-static int attempt(struct mw_reporter *r, const char *url, const char *body, struct curl_slist *headers,
-                   int64_t *retry_after_ms, char *detail, size_t detail_size)
+/*
+ * One request; returns its outcome, sets *retry_after_ms (-1 when the server gave none) and whether
+ * another try inside the slot may succeed.
+ */
+static enum mw_report_outcome attempt(struct mw_reporter *r, const char *url, const char *body,
+                                      struct curl_slist *headers, int64_t *retry_after_ms, int *retry_in_slot,
+                                      char *detail, size_t detail_size)
 {
     struct curl_header *retry_after = NULL;
     long status = 0;
@@ -199,29 +210,33 @@ static int attempt(struct mw_reporter *r, const char *url, const char *body, str
     code = curl_easy_perform(r->curl);
     if (code != CURLE_OK) {
         snprintf(detail, detail_size, "%s", r->error[0] ? r->error : curl_easy_strerror(code));
-        /* Every transport failure (refused, reset, timed out, TLS) may heal; a bad URL will not. */
-        return code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL ? MW_ERR_HTTP_PERMANENT
-                                                                               : MW_ERR_HTTP_TRANSIENT;
+        /* Refused, reset, timed out, a TLS failure, an answer that is not HTTP (curl: "unsupported
+         * protocol" for HTTP/0.9): the service or the path to it is broken, not this report. The URL was
+         * checked at start-up, so none of these is the message's fault. */
+        *retry_in_slot = 1;
+        return MW_REPORT_UNAVAILABLE;
     }
     curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
     if (curl_easy_header(r->curl, "Retry-After", 0, CURLH_HEADER, -1, &retry_after) == CURLHE_OK)
         *retry_after_ms = mw_reporter_parse_retry_after(retry_after->value, time(NULL));
     snprintf(detail, detail_size, "HTTP %ld%s%.160s", status, r->response_len ? ": " : "", r->response);
-    return mw_reporter_classify_status(status);
+    return mw_reporter_classify_status(status, retry_in_slot);
 }
 
-static enum mw_ds_outcome ds_outcome(int ret)
+static enum mw_ds_outcome ds_outcome(enum mw_report_outcome outcome)
 {
-    switch (ret) {
-    case 0:
+    switch (outcome) {
+    case MW_REPORT_ACCEPTED:
         return MW_DS_OK;
-    case MW_ERR_HTTP_GONE:
+    case MW_REPORT_USER_GONE:
         return MW_DS_GONE;
-    case MW_ERR_HTTP_TRANSIENT:
-        return MW_DS_TRANSIENT;
-    default:
+    case MW_REPORT_REFUSED:
         return MW_DS_PERMANENT;
+    case MW_REPORT_UNAVAILABLE:
+    case MW_REPORT_NOT_SENT:
+        break;
     }
+    return MW_DS_TRANSIENT;
 }
 
 static int cancelled(const struct mw_reporter *r)
@@ -238,57 +253,63 @@ static void pause_ms(const struct mw_reporter *r, int64_t ms)
         av_usleep(20000);
 }
 
-int mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id, const char *request_id,
-                     const cJSON *new_file, char *detail, size_t detail_size)
+enum mw_report_outcome mw_reporter_send(struct mw_reporter *r, int64_t user_id, const char *job_id,
+                                        const char *request_id, const cJSON *new_file, int64_t *retry_after_ms,
+                                        char *detail, size_t detail_size)
 {
     struct curl_slist *headers = NULL;
     cJSON *wrapper = cJSON_CreateObject();
     char url[MW_CONFIG_URL_MAX + 64];
     size_t base_len = strlen(r->cfg->data_service_url);
+    enum mw_report_outcome outcome = MW_REPORT_UNAVAILABLE;
     char *body = NULL;
-    int ret = MW_ERR_HTTP_PERMANENT;
+    int ret;
 
+    *retry_after_ms = -1;
     snprintf(detail, detail_size, "out of memory");
     while (base_len && r->cfg->data_service_url[base_len - 1] == '/')
         base_len--;
     snprintf(url, sizeof(url), "%.*s/api/v1/users/%" PRId64 "/files", (int)base_len, r->cfg->data_service_url,
              user_id);
     if ((ret = build_headers(r, user_id, job_id, request_id, &headers)) < 0) {
-        snprintf(detail, detail_size, "%s", ret == AVERROR(ENOMEM) ? "out of memory" : "request id or job id refused");
-        ret = MW_ERR_HTTP_PERMANENT;
+        if (ret != AVERROR(ENOMEM)) {
+            snprintf(detail, detail_size, "request id or job id refused");
+            outcome = MW_REPORT_REFUSED;
+        }
         goto end;
     }
     if (!wrapper || !cJSON_AddItemReferenceToObject(wrapper, "new_file", (cJSON *)new_file) ||
-        !(body = cJSON_PrintUnformatted(wrapper))) {
-        ret = MW_ERR_HTTP_PERMANENT;
+        !(body = cJSON_PrintUnformatted(wrapper)))
         goto end;
-    }
     for (int n = 0; n <= r->cfg->http_retries; n++) {
-        int64_t retry_after_ms;
         int64_t delay_ms;
         int64_t started_us = av_gettime_relative();
+        int retry_in_slot = 0;
 
-        ret = attempt(r, url, body, headers, &retry_after_ms, detail, detail_size);
-        mw_metrics_ds_request(r->metrics, (double)(av_gettime_relative() - started_us) / 1e6, ds_outcome(ret));
-        if (ret != MW_ERR_HTTP_TRANSIENT || n == r->cfg->http_retries || cancelled(r))
+        outcome = attempt(r, url, body, headers, retry_after_ms, &retry_in_slot, detail, detail_size);
+        mw_metrics_ds_request(r->metrics, (double)(av_gettime_relative() - started_us) / 1e6, ds_outcome(outcome));
+        if (!retry_in_slot || n == r->cfg->http_retries || cancelled(r))
             break;
-        if (retry_after_ms > RETRY_AFTER_CAP_MS) {
+        if (*retry_after_ms > IN_SLOT_WAIT_CAP_MS) {
             mw_log(MW_LOG_WARN, "reporter", "report attempt %d failed (%s) with Retry-After %" PRId64
-                   " ms, longer than a slot waits; leaving it to a retry tier", n + 1, detail, retry_after_ms);
+                   " ms, longer than a slot waits; leaving it to a retry tier", n + 1, detail, *retry_after_ms);
             break;
         }
-        delay_ms = mw_backoff_delay_ms(n, RETRY_BASE_MS, RETRY_CAP_MS, mw_backoff_random());
-        if (retry_after_ms > delay_ms)
-            delay_ms = retry_after_ms;
+        delay_ms = mw_backoff_delay_ms(n, RETRY_BASE_MS, IN_SLOT_WAIT_CAP_MS, mw_backoff_random());
+        if (*retry_after_ms > delay_ms)
+            delay_ms = *retry_after_ms;
         mw_log(MW_LOG_WARN, "reporter", "report attempt %d of %d failed (%s); retrying in %" PRId64 " ms", n + 1,
                r->cfg->http_retries + 1, detail, delay_ms);
         pause_ms(r, delay_ms);
     }
-    if (ret == 0)
+    if (outcome == MW_REPORT_ACCEPTED)
         mw_log(MW_LOG_DEBUG, "reporter", "report accepted for user %" PRId64, user_id);
+    else if (outcome == MW_REPORT_USER_GONE)
+        mw_log(MW_LOG_WARN, "reporter", "user %" PRId64 " not found at %s (%s): the report is dropped", user_id, url,
+               detail);
 end:
     curl_slist_free_all(headers);
     cJSON_free(body);
     cJSON_Delete(wrapper);
-    return ret;
+    return outcome;
 }

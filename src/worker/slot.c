@@ -1,19 +1,12 @@
 /*
  * One slot thread: delivery -> job (in a job process taken from the pool, given back as soon as the job
- * ends) -> report -> verdict.
+ * ends) -> report -> settlement.
  *
- * The decisions, in order:
- *   - a delivery of an older connection is skipped (the broker already requeued it);
- *   - while draining, deliveries are left unacked (the broker requeues them when it closes), and one whose
- *     job had not started (its download is stopped, or it was waiting for a job process) is requeued
- *     without running and without counting as an attempt;
- *   - an invalid message is dead-lettered with its reason (x-mw-error), reported as failed when the user
- *     id is known, and never retried;
- *   - a transient job failure (job process lost, scratch disk full, ...) goes to the next retry tier; after
- *     the last one it is reported as failed and dead-lettered;
- *   - otherwise the result (processed, or a permanent failure) is reported, and the report's outcome
- *     decides: 2xx or 404 (user gone) ack; another 4xx dead-letters; retries exhausted go to a retry tier,
- *     where the redelivery runs the job again (the outputs are rewritten under the same names) and reports.
+ * The slot decides nothing about the message itself: it gathers the facts (is the message valid, how did
+ * the job end, what did the Data Service answer) and does what mw_verdict_decide() says next, until the
+ * verdict is a settlement the broker thread carries out (verdict.h has the rules). What it does decide:
+ * a delivery of an older connection is skipped (the broker already requeued it), and while draining,
+ * deliveries not yet started are left unacked (the broker requeues them when it closes).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -40,6 +33,7 @@
 #include "mediaworker/reporter.h"
 #include "mediaworker/slot.h"
 #include "mediaworker/topology.h"
+#include "mediaworker/verdict.h"
 
 struct mw_slot {
     const struct mw_config *cfg;
@@ -116,29 +110,11 @@ static cJSON *failed_report(const char *job_id, const char *name, int err, const
         !(error = cJSON_AddObjectToObject(report, "error")) ||
         !cJSON_AddStringToObject(error, "code", mw_error_code_name(err)) ||
         !cJSON_AddStringToObject(error, "message", message) ||
-        !cJSON_AddBoolToObject(error, "permanent", mw_job_error_is_permanent(err))) {
+        !cJSON_AddBoolToObject(error, "permanent", mw_error_class(err) != MW_ERROR_CLASS_TRANSIENT)) {
         cJSON_Delete(report);
         return NULL;
     }
     return report;
-}
-
-/* Runs the job at place (taken from the pool): in its job process, or here with MW_ISOLATION=none. */
-static int run_job(struct mw_slot *s, int place, struct mw_job *job, const struct mw_delivery *d, cJSON **result,
-                   char *reason, size_t reason_size)
-{
-    struct running_job run = {.slot = s, .job = job};
-    struct mw_job_message message = {job->job_id, job->user_id, d->body,         d->body_size,
-                                     d->message_id, job->request_id, job->local_input};
-    int64_t deadline = av_gettime_relative() + (int64_t)s->cfg->limits.job_deadline_s * 1000000;
-    struct mw_jobproc *process = NULL;
-    int ret;
-
-    if (s->cfg->isolation == MW_ISOLATION_NONE)
-        return mw_job_run(s->cfg, job, on_progress, &run, result);
-    if ((ret = mw_jobpool_process(s->shared->pool, place, &process, reason, reason_size)) < 0)
-        return ret;
-    return mw_jobproc_run(process, &message, deadline, on_progress, &run, result, reason, reason_size);
 }
 
 /* Removes path, and below it up to depth levels of subdirectories; links are removed, never followed. */
@@ -241,56 +217,6 @@ static void count_finished(struct mw_slot *s, const struct mw_job *job, int ok)
         mw_metrics_job_operation(s->shared->metrics, job->operations[i].type, ok);
 }
 
-/* Reports and settles; takes d. */
-static void report_and_settle(struct mw_slot *s, struct mw_delivery *d, const struct mw_job *job, int job_ret,
-                              const cJSON *result, int final_failure)
-{
-    char detail[512];
-    char reason[640];
-    int ret = mw_reporter_send(s->reporter, job->user_id, job->job_id, job->request_id, result, detail,
-                               sizeof(detail));
-
-    if (atomic_load(&s->shared->abandon) && ret == MW_ERR_HTTP_TRANSIENT) {
-        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
-        return;
-    }
-    switch (ret) {
-    case 0:
-    case MW_ERR_HTTP_GONE:
-        if (ret == MW_ERR_HTTP_GONE) {
-            mw_metrics_add(s->shared->metrics, MW_METRIC_USERS_GONE, 1);
-            mw_log(MW_LOG_WARN, "slot", "user %" PRId64 " no longer exists (404); report dropped", job->user_id);
-        }
-        if (job_ret >= 0)
-            mw_log(MW_LOG_INFO, "slot", "job completed and reported in %.3f s",
-                   (double)(av_gettime_relative() - d->received_us) / 1e6);
-        publish_outcome(s, job, result, job_ret >= 0);
-        /* d belongs to the broker thread once settled. */
-        if (final_failure) {
-            const char *message = cJSON_GetStringValue(
-                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(result, "error"), "message"));
-            snprintf(reason, sizeof(reason), "%s", message ? message : mw_err2str(job_ret));
-            count_finished(s, job, 0);
-            mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
-        } else {
-            count_finished(s, job, job_ret >= 0);
-            mw_broker_settle(s->broker, d, MW_VERDICT_ACK, NULL);
-        }
-        return;
-    case MW_ERR_HTTP_PERMANENT:
-        snprintf(reason, sizeof(reason), "data service refused the report: %s", detail);
-        mw_log(MW_LOG_ERROR, "slot", "%s", reason);
-        count_finished(s, job, 0);
-        mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, reason);
-        return;
-    default:
-        snprintf(reason, sizeof(reason), "data service unavailable: %s", detail);
-        mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, detail);
-        mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, reason);
-        return;
-    }
-}
-
 /*
  * The job id of a message refused before it became a job: its message id when that is a usable id, else
  * one derived from the message id's bytes and the body, so that the failure report's Idempotency-Key differs
@@ -319,12 +245,27 @@ static void invalid_job_id(const struct mw_delivery *d, char *job_id, size_t siz
              hash[5], hash[6], hash[7]);
 }
 
-/* Takes d: dead-letters an invalid message, reporting it first when the user is known. */
+/* Everything the slot knows about one delivery while it works on it. */
+struct attempt {
+    struct mw_delivery *d;
+    struct mw_job *job;
+    struct mw_delivery_facts facts;
+    cJSON *result;              /* the job's report (new_file), once there is one */
+    char reason[512];           /* why the job failed, where its process could not say */
+    char answer[512];           /* the Data Service's last answer */
+    char scratch[2048];         /* where a URL input was downloaded */
+    int64_t busy_us;            /* time spent running the job, without waiting for a job process */
+};
+
+/* Takes d: an invalid message is dead-lettered; a known user is told first, as a courtesy. */
 static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t user_id, const char *err)
 {
+    struct mw_delivery_facts facts = {.invalid = 1, .attempts = d->failures, .retry_after_ms = -1};
+    struct mw_verdict verdict = mw_verdict_decide(&facts);
     char job_id[MW_JOB_ID_MAX];
     cJSON *report = NULL;
-    char detail[512];
+    char answer[512];
+    int64_t retry_after_ms;
 
     invalid_job_id(d, job_id, sizeof(job_id));
     if (!d->request_id[0])
@@ -332,108 +273,189 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
     mw_log_context_set(job_id, d->request_id);
     mw_log(MW_LOG_ERROR, "slot", "invalid message dead-lettered: %s", err);
     mw_metrics_add(s->shared->metrics, MW_METRIC_INVALID, 1);
-    if (user_id > 0 && (report = failed_report(job_id, "", MW_ERR_INVALID_MESSAGE, err))) {
-        int ret = mw_reporter_send(s->reporter, user_id, job_id, d->request_id, report, detail, sizeof(detail));
-        if (ret < 0)
-            mw_log(MW_LOG_WARN, "slot", "failure report for the invalid message not delivered: %s", detail);
-    }
+    if (user_id > 0 && (report = failed_report(job_id, "", MW_ERR_INVALID_MESSAGE, err)) &&
+        mw_reporter_send(s->reporter, user_id, job_id, d->request_id, report, &retry_after_ms, answer,
+                         sizeof(answer)) != MW_REPORT_ACCEPTED)
+        mw_log(MW_LOG_WARN, "slot", "failure report for the invalid message not delivered: %s", answer);
     mw_events_publish(s->broker, "job.failed", job_id, d->request_id, user_id, NULL);
     cJSON_Delete(report);
-    mw_broker_settle(s->broker, d, MW_VERDICT_DEAD, err);
+    mw_broker_settle(s->broker, d, &verdict, err);
+}
+
+/* Runs the job once: in a job process taken from the pool and given back at once, or here with
+ * MW_ISOLATION=none. A URL input is fetched first (here, in the supervisor, under the network policy:
+ * job processes have no network). */
+static void run_once(struct mw_slot *s, struct attempt *a)
+{
+    struct running_job run = {.slot = s, .job = a->job};
+    struct mw_job_message message = {a->job->job_id, a->job->user_id, a->d->body,        a->d->body_size,
+                                     a->d->message_id, a->job->request_id, a->job->local_input};
+    int64_t deadline = av_gettime_relative() + (int64_t)s->cfg->limits.job_deadline_s * 1000000;
+    struct mw_jobproc *process = NULL;
+    int64_t started_us = av_gettime_relative();
+    int place = -1;
+    int ret = 0;
+
+    a->reason[0] = '\0';
+    cJSON_Delete(a->result);
+    a->result = NULL;
+    /* A shutdown stops a download at once: the job would not start after it anyway (below). */
+    if (a->facts.runs == 0 && a->job->url[0])
+        ret = mw_download_job_input(s->cfg, a->job, &s->shared->draining, a->scratch, sizeof(a->scratch), a->reason,
+                                    sizeof(a->reason));
+    if (ret >= 0) {
+        int64_t wait_start = av_gettime_relative();
+        place = mw_jobpool_acquire(s->shared->pool, &s->shared->draining);
+        started_us += av_gettime_relative() - wait_start;
+    }
+    /* A job that had not started when the shutdown began (its download stopped, or waiting for a job
+     * process) does not start, and its attempt does not count. */
+    if (atomic_load(&s->shared->draining)) {
+        mw_log(MW_LOG_INFO, "slot", "shutting down before the job started");
+        if (place >= 0)
+            mw_jobpool_release(s->shared->pool, place, 1);
+        a->facts.stopped = 1;
+        return;
+    }
+    if (ret >= 0 && s->cfg->isolation == MW_ISOLATION_NONE)
+        ret = mw_job_run(s->cfg, a->job, on_progress, &run, &a->result);
+    else if (ret >= 0 && (ret = mw_jobpool_process(s->shared->pool, place, &process, a->reason,
+                                                   sizeof(a->reason))) >= 0)
+        ret = mw_jobproc_run(process, &message, deadline, on_progress, &run, &a->result, a->reason,
+                             sizeof(a->reason));
+    /* Given back before the report: the process takes the next job while the Data Service answers. */
+    if (place >= 0)
+        mw_jobpool_release(s->shared->pool, place, atomic_load(&s->shared->draining));
+    a->busy_us += av_gettime_relative() - started_us;
+    a->facts.runs++;
+    a->facts.job_error = ret < 0 ? ret : 0;
+    /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
+    a->facts.stopped = atomic_load(&s->shared->abandon);
+    remove_stale_temporaries(s->cfg, a->job);
+    if (ret == MW_ERR_JOB_KILLED && a->facts.runs == 1)
+        mw_log(MW_LOG_WARN, "slot", "job process killed from outside (%s); running the job once more", a->reason);
+}
+
+static void report(struct mw_slot *s, struct attempt *a)
+{
+    const struct mw_job *job = a->job;
+
+    if (!a->result) /* the job process died before answering: the report says why */
+        a->result = failed_report(job->job_id, job->name[0] ? job->name : job->path, a->facts.job_error,
+                                  a->reason);
+    if (!a->result) {
+        snprintf(a->answer, sizeof(a->answer), "out of memory building the report");
+        a->facts.report = MW_REPORT_UNAVAILABLE;
+        return;
+    }
+    a->facts.report = mw_reporter_send(s->reporter, job->user_id, job->job_id, job->request_id, a->result,
+                                       &a->facts.retry_after_ms, a->answer, sizeof(a->answer));
+    if (a->facts.report == MW_REPORT_UNAVAILABLE && atomic_load(&s->shared->abandon))
+        a->facts.stopped = 1;
+}
+
+/* The x-mw-error of a retried or dead-lettered copy: what went wrong, in the words of whoever said it. */
+static void copy_reason(const struct attempt *a, char *out, size_t size)
+{
+    const char *message = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(a->result, "error"), "message"));
+
+    if (a->facts.report == MW_REPORT_REFUSED)
+        snprintf(out, size, "data service refused the report: %s", a->answer);
+    else if (a->facts.report == MW_REPORT_UNAVAILABLE)
+        snprintf(out, size, "data service unavailable: %s", a->answer);
+    else if (message)
+        snprintf(out, size, "%s", message);
+    else
+        snprintf(out, size, "%s%s%s", mw_err2str(a->facts.job_error), a->reason[0] ? ": " : "", a->reason);
+}
+
+/* Takes a->d: hands the verdict to the broker thread, with what the logs, metrics and events say of it. */
+static void settle(struct mw_slot *s, struct attempt *a, const struct mw_verdict *v)
+{
+    int reported = a->facts.report == MW_REPORT_ACCEPTED || a->facts.report == MW_REPORT_USER_GONE;
+    int ok = a->facts.job_error >= 0;
+    char reason[640] = "";
+
+    if (a->facts.report == MW_REPORT_USER_GONE)
+        mw_metrics_add(s->shared->metrics, MW_METRIC_USERS_GONE, 1);
+    if (a->facts.report == MW_REPORT_REFUSED)
+        mw_log(MW_LOG_ERROR, "slot", "data service refused the report: %s", a->answer);
+    else if (a->facts.report == MW_REPORT_UNAVAILABLE && v->action != MW_ACTION_REQUEUE)
+        mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, a->answer);
+    switch (v->action) {
+    case MW_ACTION_ACK:
+        if (ok)
+            mw_log(MW_LOG_INFO, "slot", "job completed and reported in %.3f s",
+                   (double)(av_gettime_relative() - a->d->received_us) / 1e6);
+        break;
+    case MW_ACTION_REQUEUE:
+        mw_log(MW_LOG_INFO, "slot", "%s", v->rule);
+        break;
+    default:
+        copy_reason(a, reason, sizeof(reason));
+        break;
+    }
+    if (reported)
+        publish_outcome(s, a->job, a->result, ok);
+    if (v->action == MW_ACTION_ACK || v->action == MW_ACTION_DEAD)
+        count_finished(s, a->job, ok && v->action == MW_ACTION_ACK);
+    mw_broker_settle(s->broker, a->d, v, reason);
+    a->d = NULL;
 }
 
 static void handle(struct mw_slot *s, struct mw_delivery *d)
 {
-    struct mw_job *job = NULL;
-    cJSON *result = NULL;
+    struct attempt a = {.d = d};
     char err[256] = "";
-    char reason[512] = "";
-    char scratch[2048] = "";
     int64_t user_id = -1;
-    int64_t started_us, waited_us = 0;
-    int final_failure = 0;
-    int place = -1;
     int ret;
 
     ret = mw_job_parse(d->body, d->body_size, d->message_id[0] ? d->message_id : NULL,
-                       d->request_id[0] ? d->request_id : NULL, s->cfg, &job, &user_id, err, sizeof(err));
+                       d->request_id[0] ? d->request_id : NULL, s->cfg, &a.job, &user_id, err, sizeof(err));
     if (ret < 0 || d->refused[0]) {
-        mw_job_free(&job);
+        mw_job_free(&a.job);
         reject_invalid(s, d, user_id, d->refused[0] ? d->refused : err);
         mw_log_context_set(NULL, NULL);
         return;
     }
-    mw_log_context_set(job->job_id, job->request_id);
+    a.facts = (struct mw_delivery_facts){.attempts = d->failures, .tiers = mw_broker_tiers(s->broker),
+                                         .delays_s = mw_broker_delays(s->broker), .retry_after_ms = -1};
+    mw_log_context_set(a.job->job_id, a.job->request_id);
     /* A generated request id travels with retried copies, so every attempt logs and reports the same one. */
     if (!d->request_id[0])
-        snprintf(d->request_id, sizeof(d->request_id), "%s", job->request_id);
+        snprintf(d->request_id, sizeof(d->request_id), "%s", a.job->request_id);
     if (d->redelivered || d->failures) {
         mw_metrics_add(s->shared->metrics, MW_METRIC_REDELIVERIES, 1);
         mw_log(MW_LOG_INFO, "slot", "redelivered job (broker redelivered=%d, failed attempts so far %d)",
                d->redelivered, d->failures);
     }
-    mw_log(MW_LOG_INFO, "slot", "job started for user %" PRId64 ": %s", job->user_id, job->path);
-    mw_events_publish(s->broker, "job.started", job->job_id, job->request_id, job->user_id, NULL);
-    /* URL inputs are fetched here, in the supervisor, under the network policy: job processes have no
-     * network. A failed download is classified like any job failure (DOWNLOAD_FAILED is retried). */
-    started_us = av_gettime_relative();
-    /* A shutdown stops a download at once: the job would not start after it anyway (below). */
-    ret = job->url[0] ? mw_download_job_input(s->cfg, job, &s->shared->draining, scratch, sizeof(scratch), reason,
-                                              sizeof(reason))
-                      : 0;
-    if (ret >= 0) {
-        int64_t wait_start = av_gettime_relative();
-        place = mw_jobpool_acquire(s->shared->pool, &s->shared->draining);
-        waited_us = av_gettime_relative() - wait_start;
-    }
-    /* A job that had not started when the shutdown began (its download stopped, or waiting for a job
-     * process) does not start, and its attempt does not count: the message is requeued, for this worker's
-     * successor or another one. */
-    if (atomic_load(&s->shared->draining)) {
-        mw_log(MW_LOG_INFO, "slot", "shutting down before the job started: requeued");
-        if (place >= 0)
-            mw_jobpool_release(s->shared->pool, place, 1);
-        mw_download_job_cleanup(scratch, job);
-        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
-        goto end;
-    }
-    if (ret >= 0) {
-        reason[0] = '\0';
-        ret = run_job(s, place, job, d, &result, reason, sizeof(reason));
-        /* Given back before the report: the process takes the next job while the Data Service answers. */
-        mw_jobpool_release(s->shared->pool, place, atomic_load(&s->shared->draining));
-    }
-    mw_metrics_job_duration(s->shared->metrics, (double)(av_gettime_relative() - started_us - waited_us) / 1e6);
-    count_result(s->shared->metrics, result);
-    mw_download_job_cleanup(scratch, job);
-    remove_stale_temporaries(s->cfg, job);
-    if (atomic_load(&s->shared->abandon)) {
-        /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
-        mw_broker_settle(s->broker, d, MW_VERDICT_REQUEUE, NULL);
-        goto end;
-    }
-    if (ret < 0 && !mw_job_error_is_permanent(ret)) {
-        if (mw_topology_retry_tier(d->failures + 1, mw_broker_tiers(s->broker))) {
-            char why[512];
-            snprintf(why, sizeof(why), "%s%s%s", mw_err2str(ret), reason[0] ? ": " : "", reason);
-            mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, why);
-            goto end;
+    mw_log(MW_LOG_INFO, "slot", "job started for user %" PRId64 ": %s", a.job->user_id, a.job->path);
+    mw_events_publish(s->broker, "job.started", a.job->job_id, a.job->request_id, a.job->user_id, NULL);
+    while (a.d) {
+        struct mw_verdict verdict = mw_verdict_decide(&a.facts);
+
+        switch (verdict.action) {
+        case MW_ACTION_RUN:
+        case MW_ACTION_RUN_AGAIN:
+            run_once(s, &a);
+            if (a.facts.runs)
+                count_result(s->shared->metrics, a.result);
+            break;
+        case MW_ACTION_REPORT:
+            report(s, &a);
+            break;
+        default:
+            settle(s, &a, &verdict);
+            break;
         }
-        final_failure = 1;
     }
-    if (ret == MW_ERR_INVALID_MESSAGE || ret == MW_ERR_PATH_REFUSED || ret == MW_ERR_UNSUPPORTED_OP)
-        final_failure = 1; /* the message itself is wrong: reported, and kept in the DLQ for a person */
-    if (!result) /* the job process died before answering: the report says why */
-        result = failed_report(job->job_id, job->name[0] ? job->name : job->path, ret, reason);
-    if (!result) {
-        mw_broker_settle(s->broker, d, MW_VERDICT_RETRY, "out of memory building the report");
-        goto end;
-    }
-    report_and_settle(s, d, job, ret, result, final_failure);
-end:
+    if (a.facts.runs)
+        mw_metrics_job_duration(s->shared->metrics, (double)a.busy_us / 1e6);
+    mw_download_job_cleanup(a.scratch, a.job);
     mw_log_context_set(NULL, NULL);
-    cJSON_Delete(result);
-    mw_job_free(&job);
+    cJSON_Delete(a.result);
+    mw_job_free(&a.job);
 }
 
 static void *slot_main(void *arg)

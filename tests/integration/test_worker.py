@@ -174,6 +174,55 @@ def test_report_404_and_400(broker, ds, roots):
     check(settled(broker), "404/400: nothing left in the work or retry queues")
 
 
+def test_report_answer_classes(broker, ds, roots):
+    """Every class of Data Service answer has its verdict: retried in the slot when a retry soon may help
+    (409 in progress, an answer that is not HTTP), sent to a retry tier when a person must act (302, 401) or
+    the wait is long (Retry-After as an HTTP date 59 s ahead: the slot does not hold it), acked when the user
+    is gone (410), dead-lettered when the report itself is refused (413, 422)."""
+    from email.utils import formatdate
+    cases = [
+        # (name, answers before the default 200, expected: "slot" | "tier" | "gone" | "dead")
+        ("409", [409], "slot"),
+        ("not http", ["garbage"], "slot"),
+        ("302", [302], "tier"),
+        ("401", [401], "tier"),
+        ("503 Retry-After date", [("retry_after", 503, formatdate(time.time() + 59, usegmt=True))], "tier"),
+        ("410", [410], "gone"),
+        ("413", [413], "dead"),
+        ("422", [422], "dead"),
+    ]
+    w = Worker(broker, ds, *roots, MW_SLOTS=1).start()
+    for name, answers, expected in cases:
+        ds.reset()
+        ds.script(*answers)
+        before = len([l for l in w.log_lines() if "retry." in l.get("msg", "")])
+        job_id = publish(broker, {"user_id": 7, "file_info": {"path": "clip.mp4"}})
+        if expected == "dead":
+            wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what=f"{name} dead-lettered")
+        else:
+            ds.wait_for(lambda r: len(r) >= len(answers) + (expected != "gone"), 30)
+        time.sleep(0.3)
+        reports = ds.reports_for(job_id)
+        tiers = len([l for l in w.log_lines() if "retry." in l.get("msg", "")]) - before
+        accepted = [r for r in reports if r["status"] == 200]
+        if expected in ("slot", "tier"):
+            check(len(accepted) == 1, f"{name}: reported again and accepted ({[r['status'] for r in reports]})")
+            check(tiers == (expected == "tier"), f"{name}: {'one retry tier' if expected == 'tier' else 'no tier'}"
+                  f" ({tiers})")
+            gap = reports[-1]["time"] - reports[0]["time"]
+            check(gap < 10, f"{name}: the second try came {gap:.1f} s later, no long wait in the slot")
+        elif expected == "gone":
+            check(len(reports) == 1 and tiers == 0, f"{name}: reported once, not retried")
+        else:
+            dead = take_all(broker, QUEUE + ".dead")
+            check(len(reports) == 1 and len(dead) == 1 and "refused" in dead[0][0].headers.get("x-mw-error", ""),
+                  f"{name}: reported once, dead-lettered with the reason")
+        check(settled(broker), f"{name}: nothing left in the work or retry queues")
+    check(w.stop() == 0, "answers: worker exits 0")
+    stopped = [l.get("msg", "") for l in w.log_lines() if l.get("msg", "").startswith("stopped:")]
+    check(stopped and "1 users gone" in stopped[-1], f"answers: 410 counted as a user gone ({stopped[-1:]})")
+
+
 def test_data_service_down(broker, ds, roots):
     ds.reset(default=503)
     w = Worker(broker, ds, *roots).start()
@@ -190,6 +239,26 @@ def test_data_service_down(broker, ds, roots):
     check(f"{QUEUE}.retry.1" in logs, "down: went through the first retry tier")
     check("redelivered job" in logs, "down: the redelivery is recognised")
     check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "down: nothing lost, nothing dead")
+
+
+def test_forged_attempts(broker, ds, roots):
+    """A producer's x-mw-attempt (999, or a copy's count with a made-up signature) is not believed: the
+    message still goes through every retry tier before the dead-letter queue."""
+    ds.reset(default=503)
+    w = Worker(broker, ds, *roots, HTTP_CLIENT_RETRIES=0).start()
+    forged = {"x-mw-attempt": 999, "x-mw-attempt-sig": "0" * 64}
+    job_id = publish(broker, {"user_id": 9, "file_info": {"path": "clip.mp4"}}, headers=forged)
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="dead-lettered after the tiers")
+    check(w.stop() == 0, "forged: worker exits 0")
+    dead = take_all(broker, QUEUE + ".dead")
+    check(len(dead) == 1 and dead[0][0].message_id == job_id and dead[0][0].headers.get("x-mw-attempt") == 3,
+          f"forged: dead-lettered after 3 attempts, not at once ({dead[0][0].headers if dead else None})")
+    check(len(ds.reports_for(job_id)) == 3, f"forged: reported on each of the 3 attempts "
+          f"({len(ds.reports_for(job_id))})")
+    logs = "\n".join(l.get("msg", "") for l in w.log_lines())
+    check("not one this queue's workers signed" in logs, "forged: the forged count is logged")
+    check(f"{QUEUE}.retry.1" in logs and f"{QUEUE}.retry.2" in logs, "forged: went through both retry tiers")
+    ds.reset()
 
 
 def test_data_service_gone_for_good(broker, ds, roots):
@@ -299,6 +368,9 @@ def test_recycle_and_heartbeat(broker, ds, roots):
 
 
 def test_job_process_killed(broker, ds, roots):
+    """A SIGKILL the worker did not send (the OOM killer, an operator) is retried once in a fresh process:
+    killed once, the job is processed; killed again in its second process, it is reported as JOB_KILLED,
+    not as a crash of the input, and acked."""
     ds.reset()
     w = Worker(broker, ds, *roots).start()
     job_id, pids = stopped_job_process(w, broker, {"user_id": 10, "file_info": {"path": "clip.mp4"}})
@@ -306,15 +378,38 @@ def test_job_process_killed(broker, ds, roots):
         os.kill(pid, signal.SIGKILL)
     ds.wait_for(lambda r: len(r) >= 1, 20)
     nf = new_files(ds.requests, job_id)
-    check(nf and nf[0].get("status") == "failed" and "crashed: SIGKILL" in nf[0].get("error", {}).get("message", ""),
-          f"killed: reported failed with the reason ({nf})")
+    check(len(nf) == 1 and nf[0].get("status") == "processed", f"killed once: run again and processed ({nf})")
+    check(any("killed from outside" in l.get("msg", "") and l.get("job_id") == job_id for l in w.log_lines()),
+          "killed once: the log says the job ran again after a kill from outside")
     check(w.alive(), "killed: the worker keeps serving")
+    check(not set(w.job_pids()) & set(pids), "killed: job processes replaced")
+
+    # Twice: kill the first process as above, then the fresh one while it transcodes.
+    ds.reset()
+    job_id, pids = stopped_job_process(w, broker, {"user_id": 10, "file_info": {"path": "long.mp4"}, "operations": [
+        {"type": "transcode", "preset": "web", "renditions": [240]}]})
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: any("running the job once more" in l.get("msg", "") and l.get("job_id") == job_id
+                           for l in w.log_lines()), 20, what="the job handed to a fresh process")
+    # The first process never read the job; the rendition's temporary file shows the second one at work.
+    job_dir = os.path.join(roots[1], "10", job_id)
+    wait_until(lambda: os.path.isdir(job_dir) and any(".tmp" in n for n in os.listdir(job_dir)), 20,
+               what="the transcode under way in the fresh process", interval=0.02)
+    for pid in set(w.job_pids()) - set(pids):
+        os.kill(pid, signal.SIGKILL)
+    ds.wait_for(lambda r: len(r) >= 1, 30)
+    nf = new_files(ds.requests, job_id)
+    error = nf[0].get("error", {}) if nf else {}
+    check(len(nf) == 1 and nf[0].get("status") == "failed" and error.get("code") == "JOB_KILLED" and
+          "did not send" in error.get("message", ""), f"killed twice: reported as killed from outside ({nf})")
     after = [publish(broker, {"user_id": 10, "file_info": {"path": "clip.mp4"}}) for _ in range(3)]
     ds.wait_for(lambda r: len(r) >= 4, 30)
     check(all(new_files(ds.requests, j, 200)[0].get("status") == "processed" for j in after),
           "killed: the next jobs are fine")
-    check(len(w.job_pids()) == 2 and not set(w.job_pids()) & set(pids), "killed: job processes replaced")
+    check(len(w.job_pids()) == 2, "killed: job processes replaced")
     check(w.stop() == 0, "killed: worker exits 0")
+    check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "killed: acked, nothing dead-lettered")
 
 
 def test_job_deadline(broker, ds, roots):
@@ -437,13 +532,19 @@ def main():
     output_root = os.path.join(work, "out")
     os.makedirs(input_root)
     mwtest.worker_clip(os.path.join(input_root, "clip.mp4"))
+    # A transcode of this takes a few seconds: long enough to kill its job process in the middle.
+    os.link(mwtest.media("worker-long40.mp4", ["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30:duration=40",
+                                             "-f", "lavfi", "-i", "sine=duration=40", "-c:v", "libx264",
+                                             "-preset", "ultrafast", "-c:a", "aac", "-pix_fmt", "yuv420p"]),
+            os.path.join(input_root, "long.mp4"))
     os.link(mwtest.media("worker-8k.ts", ["-f", "lavfi", "-i", "testsrc2=size=7680x4320:rate=1:duration=1",
                                           "-frames:v", "1", "-c:v", "libx264", "-preset", "ultrafast",
                                           "-pix_fmt", "yuv420p"]),
             os.path.join(input_root, "big.ts"))
     roots = (input_root, output_root)
     tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
-             test_data_service_down, test_data_service_gone_for_good, test_report_stall_and_events,
+             test_report_answer_classes,
+             test_data_service_down, test_forged_attempts, test_data_service_gone_for_good, test_report_stall_and_events,
              test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job, test_sigterm_during_download,
              test_sigterm_job_finishes_in_grace]

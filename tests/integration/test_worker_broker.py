@@ -9,7 +9,7 @@ import data_service
 import mwtest
 import rabbitmq
 from mwtest import check
-from worker import Worker, publish, queue_depth, wait_until
+from worker import Worker, publish, queue_depth, take_all, wait_until
 
 QUEUE = "media.process"
 
@@ -90,6 +90,41 @@ def test_seed_url_form(broker, roots):
     ds.stop()
 
 
+def test_copies_never_vanish(broker, roots):
+    """Retry and dead-letter copies are published mandatory, with confirms: with the first retry tier and
+    the dead-letter queue deleted under the running worker, a copy that finds no queue comes back, the
+    worker declares its topology again and publishes it once more, and acks the original only then."""
+    ds = data_service.DataService().start()
+    w = Worker(broker, ds, *roots, name="returns", HTTP_CLIENT_RETRIES=0, MW_SLOTS=1).start()
+    def delete(queue):
+        conn = broker.connection()
+        conn.channel().queue_delete(queue)
+        conn.close()
+
+    for round in (1, 2):
+        delete(QUEUE + ".retry.1")
+        ds.script(503)
+        retried = publish(broker, {"user_id": 60, "file_info": {"path": "clip.mp4"}})
+        try:
+            ds.wait_for(lambda r: retried in reported_ok(ds), 30)
+        except TimeoutError:
+            check(False, f"returns {round}: the retried copy vanished")
+        delete(QUEUE + ".dead")
+        invalid = publish(broker, {"user_id": 60}, message_id=f"returned-invalid-{round}")
+        try:
+            wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="the dead letter")
+        except TimeoutError:
+            check(False, f"returns {round}: the dead letter vanished")
+        dead = take_all(broker, QUEUE + ".dead")
+        check([p.message_id for p, _ in dead] == [invalid], f"returns {round}: the invalid message is in the DLQ")
+    returned = [l for l in w.log_lines() if "was returned" in l.get("msg", "")]
+    check(len(returned) == 4, f"returns: each deleted queue noticed and declared again ({len(returned)} returns)")
+    check(w.stop() == 0, "returns: worker exits 0")
+    check(queue_depth(broker, QUEUE) == 0 and queue_depth(broker, QUEUE + ".retry.1") == 0,
+          "returns: nothing left behind")
+    ds.stop()
+
+
 def test_quorum_queue(broker, roots):
     ds = data_service.DataService().start()
     queue = "media.quorum"
@@ -114,7 +149,7 @@ def main():
     roots = (input_root, os.path.join(work, "out"))
     with rabbitmq.RabbitMQ(work) as broker:
         for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_seed_url_form,
-                     test_quorum_queue):
+                     test_copies_never_vanish, test_quorum_queue):
             if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
                 continue
             started = time.monotonic()

@@ -6,6 +6,7 @@ In-process use (tests):
     ds.script(("retry_after", 503, "1")) # 503 with Retry-After: 1
     ds.script("stall")                  # never answer (the client times out)
     ds.script("drop")                   # close the connection without answering
+    ds.script("garbage")                # answer bytes that are not HTTP, then close
     ds.clear_script()                   # forget answers not given yet
     ds.wait_for(lambda reqs: len(reqs) >= 3, timeout=20)
     ds.requests  -> [{"method", "path", "headers", "json", "status", "time"}]
@@ -55,6 +56,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        if action == "garbage":
+            service._record(self, body, "garbage")
+            self.close_connection = True
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\nProtocol mismatch.\r\n")
+            return
         if isinstance(action, tuple):
             _, status, retry_after = action
         elif isinstance(action, int):
@@ -66,6 +72,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         if retry_after is not None:
             self.send_header("Retry-After", retry_after)
+        if 300 <= status < 400:
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
         self.end_headers()
         self.wfile.write(payload)
 

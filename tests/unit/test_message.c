@@ -186,20 +186,6 @@ static void oversized_message_is_refused(void **state)
                      MW_ERR_INVALID_MESSAGE);
 }
 
-static void error_classes(void **state)
-{
-    (void)state;
-    assert_true(mw_job_error_is_permanent(MW_ERR_INVALID_MESSAGE));
-    assert_true(mw_job_error_is_permanent(AVERROR_INVALIDDATA));
-    assert_true(mw_job_error_is_permanent(MW_ERR_TOO_MANY_PIXELS));
-    assert_false(mw_job_error_is_permanent(AVERROR(ENOSPC)));
-    assert_false(mw_job_error_is_permanent(MW_ERR_HTTP_TRANSIENT));
-    /* A crash caused by the input would recur on every retry; a process that never took the job would not. */
-    assert_true(mw_job_error_is_permanent(MW_ERR_JOB_CRASHED));
-    assert_false(mw_job_error_is_permanent(MW_ERR_JOB_LOST));
-    assert_false(mw_job_error_is_permanent(MW_ERR_DOWNLOAD_FAILED));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -209,7 +195,6 @@ int main(void)
         cmocka_unit_test(invalid_messages_name_the_field),
         cmocka_unit_test(transcode_params_name_the_field),
         cmocka_unit_test(oversized_message_is_refused),
-        cmocka_unit_test(error_classes),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -15,6 +16,7 @@
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
 
+#include "mediaworker/attempt.h"
 #include "mediaworker/backoff.h"
 #include "mediaworker/error.h"
 #include "mediaworker/jobproc.h"
@@ -126,33 +128,57 @@ static void retry_after_parses_seconds_and_dates(void **state)
     assert_int_equal(mw_reporter_parse_retry_after("99999999999999999999", now), -1);
 }
 
+/* Every status class the Data Service may answer, and whether the slot tries again before a tier does. */
 static void report_status_classes(void **state)
 {
+    static const struct {
+        long status;
+        enum mw_report_outcome outcome;
+        int retry_in_slot;
+    } table[] = {
+        {200, MW_REPORT_ACCEPTED, 0},     {204, MW_REPORT_ACCEPTED, 0},     {301, MW_REPORT_UNAVAILABLE, 0},
+        {302, MW_REPORT_UNAVAILABLE, 0},  {307, MW_REPORT_UNAVAILABLE, 0},  {400, MW_REPORT_REFUSED, 0},
+        {401, MW_REPORT_UNAVAILABLE, 0},  {403, MW_REPORT_UNAVAILABLE, 0},  {404, MW_REPORT_USER_GONE, 0},
+        {405, MW_REPORT_REFUSED, 0},      {408, MW_REPORT_UNAVAILABLE, 1},  {409, MW_REPORT_UNAVAILABLE, 1},
+        {410, MW_REPORT_USER_GONE, 0},    {413, MW_REPORT_REFUSED, 0},      {422, MW_REPORT_REFUSED, 0},
+        {425, MW_REPORT_UNAVAILABLE, 1},  {429, MW_REPORT_UNAVAILABLE, 1},  {500, MW_REPORT_UNAVAILABLE, 1},
+        {502, MW_REPORT_UNAVAILABLE, 1},  {503, MW_REPORT_UNAVAILABLE, 1},  {504, MW_REPORT_UNAVAILABLE, 1},
+        {599, MW_REPORT_UNAVAILABLE, 1},  {100, MW_REPORT_UNAVAILABLE, 1},  {999, MW_REPORT_UNAVAILABLE, 1},
+    };
+
     (void)state;
-    assert_int_equal(mw_reporter_classify_status(200), 0);
-    assert_int_equal(mw_reporter_classify_status(204), 0);
-    assert_int_equal(mw_reporter_classify_status(404), MW_ERR_HTTP_GONE);
-    assert_int_equal(mw_reporter_classify_status(408), MW_ERR_HTTP_TRANSIENT);
-    assert_int_equal(mw_reporter_classify_status(429), MW_ERR_HTTP_TRANSIENT);
-    assert_int_equal(mw_reporter_classify_status(500), MW_ERR_HTTP_TRANSIENT);
-    assert_int_equal(mw_reporter_classify_status(503), MW_ERR_HTTP_TRANSIENT);
-    assert_int_equal(mw_reporter_classify_status(400), MW_ERR_HTTP_PERMANENT);
-    assert_int_equal(mw_reporter_classify_status(401), MW_ERR_HTTP_PERMANENT);
-    assert_int_equal(mw_reporter_classify_status(422), MW_ERR_HTTP_PERMANENT);
-    assert_int_equal(mw_reporter_classify_status(302), MW_ERR_HTTP_PERMANENT);
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        int retry_in_slot = -1;
+        enum mw_report_outcome outcome = mw_reporter_classify_status(table[i].status, &retry_in_slot);
+        if (outcome != table[i].outcome || retry_in_slot != table[i].retry_in_slot)
+            fail_msg("HTTP %ld: outcome %d (expected %d), retry in slot %d (expected %d)", table[i].status,
+                     outcome, table[i].outcome, retry_in_slot, table[i].retry_in_slot);
+    }
 }
 
-static void failure_classes(void **state)
+static void attempt_counts_are_signed(void **state)
 {
+    struct mw_config cfg = {.rabbitmq_url = "amqp://worker:secret@broker/", .queue = "media.process"};
+    struct mw_config other = cfg;
+    uint8_t key[MW_ATTEMPT_KEY_SIZE], other_key[MW_ATTEMPT_KEY_SIZE];
+    const char body[] = "{\"user_id\": 1}";
+    char sig[MW_ATTEMPT_SIG_SIZE];
+
     (void)state;
-    assert_false(mw_job_error_is_permanent(MW_ERR_HTTP_TRANSIENT));
-    assert_false(mw_job_error_is_permanent(MW_ERR_JOB_LOST));
-    assert_false(mw_job_error_is_permanent(AVERROR(ENOSPC)));
-    assert_true(mw_job_error_is_permanent(MW_ERR_INVALID_MESSAGE));
-    assert_true(mw_job_error_is_permanent(MW_ERR_JOB_CRASHED));
-    assert_true(mw_job_error_is_permanent(MW_ERR_JOB_MEMORY));
-    assert_true(mw_job_error_is_permanent(MW_ERR_DEADLINE));
-    assert_true(mw_job_error_is_permanent(AVERROR_INVALIDDATA));
+    mw_attempt_key(&cfg, key);
+    snprintf(other.attempt_key, sizeof(other.attempt_key), "set by the operator");
+    mw_attempt_key(&other, other_key);
+    assert_memory_not_equal(key, other_key, sizeof(key));
+    assert_int_equal(mw_attempt_sign(key, 2, "id-1", 4, body, sizeof(body) - 1, sig), 0);
+    assert_int_equal(strlen(sig), MW_ATTEMPT_SIG_SIZE - 1);
+    assert_true(mw_attempt_verify(key, 2, "id-1", 4, body, sizeof(body) - 1, sig, strlen(sig)));
+    assert_false(mw_attempt_verify(key, 3, "id-1", 4, body, sizeof(body) - 1, sig, strlen(sig)));
+    assert_false(mw_attempt_verify(key, 2, "id-2", 4, body, sizeof(body) - 1, sig, strlen(sig)));
+    assert_false(mw_attempt_verify(key, 2, "id-1", 4, body, sizeof(body) - 2, sig, strlen(sig)));
+    assert_false(mw_attempt_verify(other_key, 2, "id-1", 4, body, sizeof(body) - 1, sig, strlen(sig)));
+    assert_false(mw_attempt_verify(key, 2, "id-1", 4, body, sizeof(body) - 1, sig, strlen(sig) - 1));
+    sig[0] = sig[0] == '0' ? '1' : '0';
+    assert_false(mw_attempt_verify(key, 2, "id-1", 4, body, sizeof(body) - 1, sig, strlen(sig)));
 }
 
 static void retry_delays_and_tiers(void **state)
@@ -244,7 +270,7 @@ int main(void)
         cmocka_unit_test(backoff_grows_caps_and_jitters),
         cmocka_unit_test(retry_after_parses_seconds_and_dates),
         cmocka_unit_test(report_status_classes),
-        cmocka_unit_test(failure_classes),
+        cmocka_unit_test(attempt_counts_are_signed),
         cmocka_unit_test(retry_delays_and_tiers),
         cmocka_unit_test(ipc_frames_round_trip),
     };
