@@ -108,6 +108,9 @@ size_t mw_metrics_escape_label(const char *value, char *out, size_t out_size);
  * Whether the worker should be sent work: not draining, the broker consuming, and (with job processes) at
  * least one of them alive. Returns 1, or 0 with a short reason.
  */
+/* Why the broker cannot be used ("" when it can), for /readyz. Copied; thread-safe; m may be NULL. */
+void mw_metrics_broker_problem(struct mw_metrics *m, const char *text);
+
 int mw_metrics_ready(const struct mw_metrics *m, int need_job_process, char *reason, size_t reason_size);
 
 #endif

@@ -5,6 +5,7 @@
  * host name against MW_AMQP_CACERT or the system CA bundle.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -13,6 +14,7 @@
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <libavutil/attributes.h>
 #include <libavutil/error.h>
 
 #include "amqp_internal.h"
@@ -47,28 +49,56 @@ static void pick_url(const char *list, int index, char *out, size_t size)
     snprintf(out, size, "%.*s", (int)len, start);
 }
 
+/* See mw_amqp_quiet(). */
+static _Thread_local int quiet;
+static _Thread_local char last_failure[256];
+
+void mw_amqp_quiet(int on)
+{
+    quiet = on;
+    if (on)
+        last_failure[0] = '\0';
+}
+
+const char *mw_amqp_last_failure(void)
+{
+    return last_failure;
+}
+
+static void failure(const char *fmt, ...) av_printf_format(1, 2);
+
+static void failure(const char *fmt, ...)
+{
+    va_list args;
+
+    va_start(args, fmt);
+    vsnprintf(last_failure, sizeof(last_failure), fmt, args);
+    va_end(args);
+    mw_log(quiet ? MW_LOG_DEBUG : MW_LOG_WARN, "broker", "%s", last_failure);
+}
+
 int mw_amqp_check(amqp_rpc_reply_t reply, const char *what)
 {
     switch (reply.reply_type) {
     case AMQP_RESPONSE_NORMAL:
         return 0;
     case AMQP_RESPONSE_NONE:
-        mw_log(MW_LOG_WARN, "broker", "%s: no reply from the broker", what);
+        failure("%s: no reply from the broker", what);
         break;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        mw_log(MW_LOG_WARN, "broker", "%s: %s", what, amqp_error_string2(reply.library_error));
+        failure("%s: %s", what, amqp_error_string2(reply.library_error));
         break;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
             const amqp_connection_close_t *m = reply.reply.decoded;
-            mw_log(MW_LOG_WARN, "broker", "%s: connection closed by the broker: %u %.*s", what, m->reply_code,
-                   (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            failure("%s: connection closed by the broker: %u %.*s", what, m->reply_code, (int)m->reply_text.len,
+                    (const char *)m->reply_text.bytes);
         } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
             const amqp_channel_close_t *m = reply.reply.decoded;
-            mw_log(MW_LOG_WARN, "broker", "%s: channel closed by the broker: %u %.*s", what, m->reply_code,
-                   (int)m->reply_text.len, (const char *)m->reply_text.bytes);
+            failure("%s: channel closed by the broker: %u %.*s", what, m->reply_code, (int)m->reply_text.len,
+                    (const char *)m->reply_text.bytes);
         } else {
-            mw_log(MW_LOG_WARN, "broker", "%s: unexpected server method 0x%08x", what, reply.reply.id);
+            failure("%s: unexpected server method 0x%08x", what, reply.reply.id);
         }
         break;
     }
@@ -145,7 +175,7 @@ static int connect_one(const struct mw_config *cfg, const char *url_text, int he
     amqp_set_rpc_timeout(conn, &timeout);
     status = amqp_socket_open_noblock(socket, info.host, info.port, &timeout);
     if (status != AMQP_STATUS_OK) {
-        mw_log(MW_LOG_WARN, "broker", "cannot connect to %s: %s", masked, amqp_error_string2(status));
+        failure("cannot connect to %s: %s", masked, amqp_error_string2(status));
         goto end;
     }
     if (mw_amqp_check(amqp_login_with_properties(conn, info.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,

@@ -28,6 +28,14 @@ int mw_amqp_connect(const struct mw_config *cfg, int heartbeat_s, int *next_url,
 /* Closes politely when possible and destroys the connection; accepts NULL; sets *conn to NULL. */
 void mw_amqp_close(amqp_connection_state_t *conn);
 
+/*
+ * While on (for the calling thread), the failures below are logged at debug, not warn: a broker thread
+ * that reconnects every few seconds logs one error per distinct failure itself. Either way the last one is
+ * kept for mw_amqp_last_failure() ("" when none since the flag was last turned on).
+ */
+void mw_amqp_quiet(int on);
+const char *mw_amqp_last_failure(void);
+
 /* 0 when reply is normal, else logs "<what>: <reason>" and returns MW_ERR_BROKER. */
 int mw_amqp_check(amqp_rpc_reply_t reply, const char *what);
 

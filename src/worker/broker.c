@@ -87,6 +87,8 @@ struct mw_broker {
     int delays_s[MW_TOPOLOGY_MAX_TIERS];
     int tiers;
     uint8_t attempt_key[MW_ATTEMPT_KEY_SIZE];
+    struct mw_topology_state topology;  /* the broker thread's */
+    char problem[256];                  /* the broker thread's: why the last connect failed, "" */
     pthread_t thread;
     int started;
     atomic_uint_fast64_t generation;
@@ -436,8 +438,12 @@ static int on_returned_copy(struct mw_broker *b, struct pending_copy *copy, int 
     if (copy->published == 1) {
         mw_log(MW_LOG_WARN, "broker", "copy of message %s to %s was returned: no queue took it; declaring the "
                "topology again", copy->d->message_id, copy->routing_key);
-        if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers)) < 0)
+        if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers, &b->topology)) < 0)
             return ret;
+        /* A channel opened again has lost its confirm mode and consumer: start a fresh session instead
+         * (the original, unacked, goes back to the queue). */
+        if (b->topology.channel_reopened)
+            return MW_ERR_BROKER;
         *keep = 1;
         return send_copy(b, copy);
     }
@@ -690,7 +696,7 @@ static int session_open(struct mw_broker *b)
     ret = mw_amqp_connect(b->cfg, b->cfg->heartbeat_s, &b->next_url, &b->conn);
     if (ret < 0)
         return ret;
-    ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers);
+    ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers, &b->topology);
     if (ret < 0)
         return ret;
     amqp_confirm_select(b->conn, MW_AMQP_CHANNEL);
@@ -779,21 +785,45 @@ static void backoff_wait(struct mw_broker *b, int attempt)
     }
 }
 
+/*
+ * A broker that refuses us (wrong password, vhost, permissions) or cannot be reached is retried every few
+ * seconds for as long as it takes; the log gets one error line per distinct failure, not one per try, and
+ * /readyz says what is wrong. NULL: connected.
+ */
+static void set_problem(struct mw_broker *b, const char *failure)
+{
+    const char *text = failure && *failure ? failure : failure ? "connection failed" : "";
+
+    if (!strcmp(text, b->problem))
+        return;
+    if (*text)
+        mw_log(MW_LOG_ERROR, "broker", "cannot use the broker: %s; retrying with backoff (the same failure is "
+               "not logged again until it changes)", text);
+    snprintf(b->problem, sizeof(b->problem), "%s", text);
+    mw_metrics_broker_problem(b->metrics, text);
+}
+
 static void *broker_main(void *arg)
 {
     struct mw_broker *b = arg;
     int attempt = 0;
 
     while (!atomic_load(&b->stop)) {
-        int ret = session_open(b);
+        int ret;
 
+        mw_amqp_quiet(1);
+        ret = session_open(b);
+        mw_amqp_quiet(0);
         if (ret == 0) {
             attempt = 0;
+            set_problem(b, NULL);
             ret = session_run(b);
             if (ret == 0 && atomic_load(&b->stop)) {
                 session_shutdown(b);
                 break;
             }
+        } else {
+            set_problem(b, mw_amqp_last_failure());
         }
         if (b->conn) {
             /* The connection is broken or refused us: nothing polite to say to it. */
@@ -804,7 +834,8 @@ static void *broker_main(void *arg)
         drop_pending(b);
         b->stats.reconnects++;
         mw_metrics_add(b->metrics, MW_METRIC_BROKER_RECONNECTS, 1);
-        mw_log(MW_LOG_WARN, "broker", "broker connection lost or refused; reconnecting (attempt %d)", attempt + 1);
+        mw_log(attempt ? MW_LOG_DEBUG : MW_LOG_WARN, "broker",
+               "broker connection lost or refused; reconnecting (attempt %d)", attempt + 1);
         backoff_wait(b, attempt++);
     }
     run_commands(b);

@@ -47,6 +47,7 @@ struct histogram {
 
 struct mw_metrics {
     char version[64];
+    char broker_problem[256];    /* under lock */
     atomic_ullong counters[MW_METRIC_COUNTER_COUNT];
     atomic_llong gauges[MW_METRIC_GAUGE_COUNT];
     atomic_ullong restarts[MW_RESTART_CAUSE_COUNT];
@@ -349,14 +350,28 @@ int mw_metrics_render(const struct mw_metrics *cm, char **text, size_t *size)
     return ret;
 }
 
+void mw_metrics_broker_problem(struct mw_metrics *m, const char *text)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->lock);
+    snprintf(m->broker_problem, sizeof(m->broker_problem), "%s", text ? text : "");
+    pthread_mutex_unlock(&m->lock);
+}
+
 int mw_metrics_ready(const struct mw_metrics *m, int need_job_process, char *reason, size_t reason_size)
 {
     const char *why = NULL;
 
-    if (mw_metrics_gauge_get(m, MW_METRIC_DRAINING))
+    if (mw_metrics_gauge_get(m, MW_METRIC_DRAINING)) {
         why = "draining";
-    else if (!mw_metrics_gauge_get(m, MW_METRIC_BROKER_CONSUMING))
-        why = "broker not connected or not consuming";
+    } else if (!mw_metrics_gauge_get(m, MW_METRIC_BROKER_CONSUMING)) {
+        pthread_mutex_lock((pthread_mutex_t *)&m->lock);
+        snprintf(reason, reason_size, "broker not connected or not consuming%s%s", m->broker_problem[0] ? ": " : "",
+                 m->broker_problem);
+        pthread_mutex_unlock((pthread_mutex_t *)&m->lock);
+        return 0;
+    }
     else if (need_job_process && mw_metrics_gauge_get(m, MW_METRIC_JOB_PROCESSES) <= 0)
         why = "no job process running";
     else if (mw_metrics_gauge_get(m, MW_METRIC_COPIES_STUCK))

@@ -45,7 +45,7 @@ int mw_publisher_new(struct mw_publisher **pp, const struct mw_config *cfg)
         goto fail;
     }
     if ((ret = mw_amqp_connect(cfg, 0, &next_url, &p->conn)) < 0 ||
-        (ret = mw_topology_declare(p->conn, cfg, delays, tiers)) < 0)
+        (ret = mw_topology_declare(p->conn, cfg, delays, tiers, &(struct mw_topology_state){0})) < 0)
         goto fail;
     amqp_confirm_select(p->conn, MW_AMQP_CHANNEL);
     if ((ret = mw_amqp_check_last(p->conn, "confirm.select")) < 0)

@@ -1,6 +1,8 @@
 """The worker and the broker going away: a broker restart mid-run (reconnect, re-declare, re-consume, every
 message processed), two workers competing on one queue, the queue deleted under the worker, a dead node in
-the URL list, and a quorum work queue. One broker for the file (restarted by the first scenario)."""
+the URL list, tier and dead-letter queues deleted under the worker (returned copies), a changed
+MW_RETRY_DELAYS, a refused login, and a quorum work queue. One broker for the file (restarted by the first
+scenario)."""
 import os
 import sys
 import time
@@ -125,6 +127,64 @@ def test_copies_never_vanish(broker, roots):
     ds.stop()
 
 
+def test_retry_delays_changed(broker, roots):
+    """Changing MW_RETRY_DELAYS needs no manual step: empty tier queues are declared again with the new
+    delay; a tier that still holds copies is used as it is (they wait the old delay) and nothing is lost."""
+    ds = data_service.DataService().start()
+    old = Worker(broker, ds, *roots, name="delays-old", MW_RETRY_DELAYS="1,2").start()
+    check(old.stop() == 0, "delays: the first worker exits 0")
+    new = Worker(broker, ds, *roots, name="delays-new", MW_RETRY_DELAYS="3,5", HTTP_CLIENT_RETRIES=0).start()
+    check(sum("declared again" in l.get("msg", "") for l in new.log_lines()) == 2,
+          "delays: both empty tiers declared again with the new delays")
+    ds.script(503)
+    job = publish(broker, {"user_id": 70, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: job in reported_ok(ds), 30)
+    times = [r["time"] for r in ds.reports_for(job)]
+    check(len(times) == 2 and times[1] - times[0] >= 2.5, f"delays: the retry waited the new 3 s tier "
+          f"({[round(t - times[0], 1) for t in times]})")
+    check(new.stop() == 0, "delays: the second worker exits 0")
+    # A copy waiting in the 3 s tier while a worker with 1 s starts: the tier is kept, the copy comes back.
+    waiting = publish(broker, {"user_id": 71, "file_info": {"path": "clip.mp4"}}, exchange="",
+                      routing_key=QUEUE + ".retry.1")
+    third = Worker(broker, ds, *roots, name="delays-third", MW_RETRY_DELAYS="1,2").start()
+    check(any("used as it is" in l.get("msg", "") and ".retry.1" in l.get("msg", "") for l in third.log_lines()),
+          "delays: the busy tier is used as it is, with a warning naming it")
+    ds.wait_for(lambda r: waiting in reported_ok(ds), 30)
+    check(third.stop() == 0, "delays: the third worker exits 0")
+    conn = broker.connection()
+    for tier in (1, 2):
+        conn.channel().queue_delete(f"{QUEUE}.retry.{tier}")
+    conn.close()
+    ds.stop()
+
+
+def test_login_refused(broker, roots):
+    """A broker that refuses the login is retried with backoff, but the log says so once, in one error
+    line, and /readyz names the reason, instead of a warning per second."""
+    import urllib.error
+    import urllib.request
+    ds = data_service.DataService().start()
+    port = rabbitmq.free_port()
+    url = broker.url.replace("guest:guest", "guest:wrong")
+    w = Worker(broker, ds, *roots, name="refused", RABBITMQ_URL=url, MW_HTTP_LISTEN=f"127.0.0.1:{port}")
+    w.start(ready=None)
+    time.sleep(8)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        code, body = 200, ""
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read().decode()
+    logs = [l for l in w.log_lines() if l.get("component") == "broker"]
+    errors = [l for l in logs if l.get("level") == "error"]
+    warnings = [l for l in logs if l.get("level") == "warn"]
+    check(len(errors) == 1 and "ACCESS_REFUSED" in errors[0].get("msg", ""),
+          f"refused: one error line naming the refusal ({[l.get('msg') for l in errors]})")
+    check(len(warnings) <= 1, f"refused: no warning per attempt ({len(warnings)} warnings)")
+    check(code == 503 and "ACCESS_REFUSED" in body, f"refused: /readyz says why ({code} {body.strip()})")
+    check(w.stop() == 0, "refused: worker stops cleanly")
+    ds.stop()
+
+
 def test_quorum_queue(broker, roots):
     ds = data_service.DataService().start()
     queue = "media.quorum"
@@ -133,11 +193,14 @@ def test_quorum_queue(broker, roots):
             for _ in range(5)]
     ds.wait_for(lambda r: reported_ok(ds) >= set(jobs), 30)
     check(w.stop() == 0, "quorum: worker exits 0")
-    # A classic worker on the quorum queue is refused by the broker and says what to change.
-    w2 = Worker(broker, ds, *roots, name="classic", MW_QUEUE_TYPE="classic", MW_QUEUE=queue).start(ready=None)
-    wait_until(lambda: any("MW_QUEUE_TYPE" in l.get("msg", "") for l in w2.log_lines()), 15,
-               what="queue type mismatch logged")
-    check(w2.stop() == 0, "quorum: mismatched worker still stops cleanly")
+    # A classic worker on the quorum queue: the broker refuses its declaration; it uses the queue as it is
+    # and says what to do to apply its MW_QUEUE_TYPE, instead of consuming nothing.
+    w2 = Worker(broker, ds, *roots, name="classic", MW_QUEUE_TYPE="classic", MW_QUEUE=queue).start()
+    check(any("MW_QUEUE_TYPE" in l.get("msg", "") and queue in l.get("msg", "") for l in w2.log_lines()),
+          "quorum: the type mismatch is logged, naming the queue")
+    job = publish(broker, {"user_id": 40, "file_info": {"path": "clip.mp4"}}, routing_key=queue)
+    ds.wait_for(lambda r: job in reported_ok(ds), 30)
+    check(w2.stop() == 0, "quorum: the mismatched worker consumed the queue and stops cleanly")
     ds.stop()
 
 
@@ -149,7 +212,8 @@ def main():
     roots = (input_root, os.path.join(work, "out"))
     with rabbitmq.RabbitMQ(work) as broker:
         for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_seed_url_form,
-                     test_copies_never_vanish, test_quorum_queue):
+                     test_copies_never_vanish, test_retry_delays_changed,
+                     test_login_refused, test_quorum_queue):
             if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
                 continue
             started = time.monotonic()
