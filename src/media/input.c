@@ -42,6 +42,7 @@ struct mw_input {
     int64_t size;
     int64_t position;            /* memory inputs only */
     int64_t deadline;
+    int read_error;              /* the first failed read of the file (AVERROR(errno)), 0 when none */
     int64_t start_us;            /* the timeline's 0 (mw_input_start_us) on the container's clock */
     struct mw_limits limits;
 };
@@ -51,12 +52,28 @@ int mw_input_deadline_passed(const struct mw_input *in)
     return in->deadline > 0 && av_gettime_relative() > in->deadline;
 }
 
+/*
+ * What a demuxer's failure says about the file. Our arguments are valid and reads of the file fail only
+ * where read_error says so; otherwise a demuxer's EINVAL (a seek past the end, a nonsensical field), EIO
+ * (matroska on a truncated element) or bare -1 (EPERM: libav's old generic failure) is about the data, and
+ * must not be classed as this machine's trouble (EIO would be retried through every tier). at_open: the
+ * file ending (EOF) inside its header is about the data too.
+ */
+static int demuxer_error(const struct mw_input *in, int ret, int at_open)
+{
+    if (in->read_error < 0)
+        return in->read_error;
+    if (ret == AVERROR(EINVAL) || ret == AVERROR(EIO) || ret == AVERROR(EPERM) || (at_open && ret == AVERROR_EOF))
+        return AVERROR_INVALIDDATA;
+    return ret;
+}
+
 int mw_input_read(struct mw_input *in, AVPacket *pkt)
 {
     int ret = av_read_frame(in->format, pkt);
 
     if (ret != AVERROR_EOF)
-        return ret;
+        return ret < 0 && ret != MW_ERR_DEADLINE ? demuxer_error(in, ret, 0) : ret;
     if (mw_input_deadline_passed(in))
         return MW_ERR_DEADLINE;
     return in->io && in->io->error < 0 ? in->io->error : ret;
@@ -87,8 +104,11 @@ static int read_packet(void *opaque, uint8_t *buf, int buf_size)
     do {
         got = pread(in->fd, buf, (size_t)buf_size, (off_t)in->position);
     } while (got < 0 && errno == EINTR);
-    if (got < 0)
+    if (got < 0) {
+        if (!in->read_error)
+            in->read_error = AVERROR(errno);
         return AVERROR(errno);
+    }
     in->position += got;
     return got == 0 ? AVERROR_EOF : (int)got;
 }
@@ -285,8 +305,10 @@ static int open_common(struct mw_input *in)
         goto end;
     /* Probing ourselves lets a refused container be reported as such instead of as libav's EINVAL. */
     ret = av_probe_input_buffer2(in->io, &detected, NULL, NULL, 0, (unsigned)in->limits.probesize);
-    if (ret < 0)
+    if (ret < 0) {
+        ret = demuxer_error(in, ret, 1);
         goto end;
+    }
     if (!av_match_list(detected->name, mw_input_format_whitelist, ',')) {
         mw_log(MW_LOG_DEBUG, "input", "container \"%s\" is not on the allowed list", detected->name);
         ret = MW_ERR_FORMAT_REFUSED;
@@ -294,11 +316,9 @@ static int open_common(struct mw_input *in)
     }
     ret = avformat_open_input(&in->format, NULL, detected, &format_options);
     if (ret < 0) {
-        /* avformat_open_input frees the context on failure; the custom IO stays ours to free. Our arguments
-         * are valid, so a demuxer's EINVAL (a seek past the end, a nonsensical field) is about the data. */
+        /* avformat_open_input frees the context on failure; the custom IO stays ours to free. */
         in->format = NULL;
-        if (ret == AVERROR(EINVAL))
-            ret = AVERROR_INVALIDDATA;
+        ret = demuxer_error(in, ret, 1);
         goto end;
     }
     if ((int)in->format->nb_streams > in->limits.max_streams) {
@@ -321,8 +341,10 @@ static int open_common(struct mw_input *in)
             goto end;
     }
     ret = avformat_find_stream_info(in->format, stream_options);
-    if (ret < 0)
+    if (ret < 0) {
+        ret = demuxer_error(in, ret, 1);
         goto end;
+    }
     if (mw_input_deadline_passed(in)) {
         ret = MW_ERR_DEADLINE;
         goto end;
