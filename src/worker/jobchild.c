@@ -502,11 +502,10 @@ static int serve_job(struct warm *w, const char *text, size_t size)
         status = W_EXITCODE(126, 0);
         close(pair[0]);
     } else {
-        int read_ret;
         for (;;) {
             char *frame = NULL;
             size_t frame_size;
-            if ((read_ret = mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0)) < 0)
+            if (mw_jobproc_frame_read(pair[0], &frame, &frame_size, 0) < 0)
                 break;
             ret = mw_jobproc_frame_write_typed(w->fd, MW_JOBPROC_CHILD_FRAME, frame, frame_size);
             wipe_and_free(&frame, frame_size);
@@ -514,14 +513,15 @@ static int serve_job(struct warm *w, const char *text, size_t size)
                 break;
         }
         close(pair[0]);
-        /* The child closed its socket by exiting; after a broken frame (or a lost supervisor) we stop
-         * listening and kill it. The supervisor is told which, so that only a SIGKILL nobody here sent
-         * (the OOM killer, an operator) counts as a kill from outside. */
-        killed = read_ret != AVERROR_EOF || ret < 0;
-        if (killed)
+        /* The child's socket closed: it exited, or a broken frame made us stop listening; reap it either way.
+         * The supervisor is told whether the kill was ours, so that only a SIGKILL nobody here sent (the OOM
+         * killer, an operator) counts as a kill from outside. */
+        killed = waitpid(pid, &status, WNOHANG) != pid;
+        if (killed) {
             kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            continue;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                continue;
+        }
     }
     snprintf(end, sizeof(end), "{\"nonce\":\"%.64s\",\"status\":%d,\"killed\":%s}", nonce, status,
              killed ? "true" : "false");
