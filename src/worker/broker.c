@@ -438,13 +438,14 @@ static int on_returned_copy(struct mw_broker *b, struct pending_copy *copy, int 
     if (copy->published == 1) {
         mw_log(MW_LOG_WARN, "broker", "copy of message %s to %s was returned: no queue took it; declaring the "
                "topology again", copy->d->message_id, copy->routing_key);
+        /* Kept whatever happens next: a failure ends the session, whose end frees every copy in flight. */
+        *keep = 1;
         if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers, &b->topology)) < 0)
             return ret;
         /* A channel opened again has lost its confirm mode and consumer: start a fresh session instead
          * (the original, unacked, goes back to the queue). */
         if (b->topology.channel_reopened)
             return MW_ERR_BROKER;
-        *keep = 1;
         return send_copy(b, copy);
     }
     mw_log(MW_LOG_ERROR, "broker", "copy of message %s to %s was returned again after declaring the topology; "

@@ -377,6 +377,7 @@ static void settle(struct mw_slot *s, struct attempt *a, const struct mw_verdict
     int ok = a->facts.job_error >= 0;
     char reason[640] = "";
 
+    mw_log(MW_LOG_DEBUG, "slot", "verdict: %s (%s)", mw_action_name(v->action), v->rule);
     if (a->facts.report == MW_REPORT_USER_GONE)
         mw_metrics_add(s->shared->metrics, MW_METRIC_USERS_GONE, 1);
     if (a->facts.report == MW_REPORT_REFUSED)
