@@ -20,8 +20,10 @@
 #define MW_REQUEST_ID_MAX  128
 #define MW_JOB_MAX_OPERATIONS 16
 #define MW_JOB_DIGEST_SIZE 65   /* sha256 in hex, NUL-terminated */
-/* In each output folder: the digest of the message whose outputs it holds. */
+/* In each output folder: the digest of the message whose outputs it holds (also the folder's lock). */
 #define MW_JOB_MARKER ".mw-job"
+/* In the output folder of a successful job: its committed result (the digest and the report). */
+#define MW_JOB_RESULT ".mw-result.json"
 
 struct mw_operation {
     char type[32];
@@ -79,6 +81,23 @@ int mw_job_locate_input(const struct mw_config *cfg, const struct mw_job *job, c
 
 /* True when some operation of the job writes files (a probe alone writes none). */
 int mw_job_writes_outputs(const struct mw_job *job);
+
+/*
+ * The result an earlier attempt of this message committed: 1 with its report (the new_file object, owned
+ * by the caller) in *report when the folder's manifest is this message's (same digest and job id), says
+ * processed, and every output it lists is still a regular file of its size inside the job's folder; else
+ * 0 and *report NULL. Reads only; the manifest is the job process's writing, so it is checked like its
+ * answers are.
+ */
+int mw_job_committed_result(const struct mw_config *cfg, const struct mw_job *job, cJSON **report);
+
+/*
+ * Once no job process works on the job any more: a folder with a committed result keeps it and loses the
+ * temporaries of interrupted writes; a folder without one is unfinished work and is removed as a whole
+ * (with the empty folder a job process was given). Leaves alone a folder another attempt of the same
+ * message is working in, and one that holds another message's outputs. 1 when it removed unfinished work.
+ */
+int mw_job_tidy_output_folder(const struct mw_config *cfg, const struct mw_job *job);
 
 /* Frees a job and sets *job to NULL; accepts NULL. */
 void mw_job_free(struct mw_job **job);

@@ -29,6 +29,7 @@ enum mw_metric_counter {
     MW_METRIC_BYTES_IN,           /* input file sizes of jobs run */
     MW_METRIC_BYTES_OUT,          /* output bytes listed in reports */
     MW_METRIC_UNROUTABLE_COPIES,  /* retry or dead-letter copies the broker returned (no queue took them) */
+    MW_METRIC_RESULTS_REREPORTED, /* committed results of earlier attempts reported again, not re-run */
     MW_METRIC_COUNTER_COUNT
 };
 

@@ -23,7 +23,7 @@ struct mw_job_context {
     const struct mw_probe *probe;
     const char *input_path;          /* resolved absolute path of the input */
     const char *output_dir;          /* <output_root>/<user_id>/<job_id>, made by mw_job_output_dir */
-    int output_dir_made;
+    int marker_fd;                   /* the folder's claimed marker, locked shared; -1 until claimed */
     int64_t output_pixels;           /* charged so far against MW_MAX_OUTPUT_PIXELS */
     int64_t output_bytes;            /* charged so far against MW_MAX_OUTPUT_BYTES */
     int64_t deadline;                /* av_gettime_relative() value */
@@ -59,10 +59,28 @@ struct mw_operation_handler {
 const struct mw_operation_handler *mw_operation_find(const char *type);
 
 /*
- * Makes ctx->output_dir (once) for a handler about to write there. A job that writes nothing (a probe,
- * whose result is the report itself) leaves no empty folder behind and costs no directory updates.
+ * Makes and claims ctx->output_dir (once) for a handler about to write there: the folder's marker then
+ * holds this message's digest and stays locked shared until mw_job_release_output_dir (output_folder.c
+ * says why). A job that writes nothing (a probe, whose result is the report itself) leaves no empty folder
+ * behind and costs no directory updates. MW_ERR_JOB_ID_CONFLICT when another message's outputs are there.
  */
 int mw_job_output_dir(struct mw_job_context *ctx);
+
+/*
+ * Commits a successful job's result: checks that every output ctx->report lists is in place at its size,
+ * then writes the manifest (MW_JOB_RESULT: version, digest, report) atomically. 0, or an error with
+ * ctx->error_detail set; the job has then failed.
+ */
+int mw_job_commit_result(struct mw_job_context *ctx);
+
+/*
+ * After a failure: removes everything this job wrote into its folder, unless another attempt of the
+ * same message holds the folder too or a committed result is there. 1 when removed, else 0.
+ */
+int mw_job_discard_unfinished(struct mw_job_context *ctx);
+
+/* Drops the claim of mw_job_output_dir; accepts a context that never claimed. */
+void mw_job_release_output_dir(struct mw_job_context *ctx);
 
 /*
  * Counts count pictures of width x height that the operation's field (e.g. "thumbnail.sizes[2]") will

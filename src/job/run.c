@@ -4,12 +4,10 @@
  * `--isolation none` call it directly.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <libavutil/rational.h>
 #include <libavutil/time.h>
@@ -78,6 +76,11 @@ static int add_error(cJSON *report, int err, const char *detail)
 /* Best effort: when memory runs out here the report is incomplete, and the caller sees the job's error. */
 static void finish_report(cJSON *report, int ret, const char *primary_path, const char *detail, int64_t started)
 {
+    static const char *const written_here[] = {"timings", "status", "path", "error"};
+
+    /* A job whose result could not be committed is finished again as failed. */
+    for (size_t i = 0; i < sizeof(written_here) / sizeof(written_here[0]); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(report, written_here[i]);
     cJSON *timings = cJSON_AddObjectToObject(report, "timings");
 
     if (timings)
@@ -93,6 +96,17 @@ static void finish_report(cJSON *report, int ret, const char *primary_path, cons
     }
     /* Strings from the file's metadata may be any bytes; what is reported is valid UTF-8 JSON. */
     mw_json_make_valid_utf8(report);
+}
+
+/* A failed job's outputs were removed: its report names none. */
+static void forget_outputs(cJSON *report)
+{
+    cJSON *outputs = cJSON_GetObjectItemCaseSensitive(report, "outputs");
+
+    while (cJSON_GetArraySize(outputs) > 0)
+        cJSON_DeleteItemFromArray(outputs, 0);
+    cJSON_DeleteItemFromObjectCaseSensitive(report, "path");
+    cJSON_AddNullToObject(report, "path");
 }
 
 /* Where the input came from: the upload's path, or its URL. */
@@ -173,57 +187,6 @@ int mw_job_writes_outputs(const struct mw_job *job)
         if (handler && handler->writes_files)
             return 1;
     }
-    return 0;
-}
-
-/*
- * A job id names one piece of work for one user. The folder keeps the digest of the message that made it;
- * another message under the same id (a producer reusing ids, or a forged message id) is refused rather than
- * mixing its outputs with the first one's. A redelivery or retry carries the same body, so it passes.
- */
-static int claim_output_dir(struct mw_job_context *ctx)
-{
-    char marker[4096];
-    char found[MW_JOB_DIGEST_SIZE] = "";
-    ssize_t got;
-    int fd;
-
-    if (snprintf(marker, sizeof(marker), "%s/" MW_JOB_MARKER, ctx->output_dir) >= (int)sizeof(marker))
-        return AVERROR(ENAMETOOLONG);
-    fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd >= 0) {
-        got = write(fd, ctx->job->digest, strlen(ctx->job->digest));
-        close(fd);
-        return got == (ssize_t)strlen(ctx->job->digest) ? 0 : AVERROR(EIO);
-    }
-    if (errno != EEXIST)
-        return AVERROR(errno);
-    fd = open(marker, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return AVERROR(errno);
-    got = read(fd, found, sizeof(found) - 1);
-    close(fd);
-    found[got > 0 ? got : 0] = '\0';
-    if (strcmp(found, ctx->job->digest)) {
-        snprintf(ctx->error_detail, sizeof(ctx->error_detail), "job %s of user %lld already holds the outputs "
-                 "of a different message", ctx->job->job_id, (long long)ctx->job->user_id);
-        return MW_ERR_JOB_ID_CONFLICT;
-    }
-    return 0;
-}
-
-int mw_job_output_dir(struct mw_job_context *ctx)
-{
-    int ret;
-
-    if (ctx->output_dir_made)
-        return 0;
-    ret = mw_path_mkdirs(ctx->output_dir);
-    if (ret >= 0)
-        ret = claim_output_dir(ctx);
-    if (ret < 0)
-        return ret;
-    ctx->output_dir_made = 1;
     return 0;
 }
 
@@ -359,7 +322,8 @@ static int run_operations(struct mw_job_context *ctx)
 int mw_job_run(const struct mw_config *cfg, const struct mw_job *job, mw_progress_fn progress, void *opaque,
                cJSON **result)
 {
-    struct mw_job_context ctx = {.cfg = cfg, .job = job, .progress = progress, .progress_opaque = opaque};
+    struct mw_job_context ctx = {.cfg = cfg, .job = job, .progress = progress, .progress_opaque = opaque,
+                                 .marker_fd = -1};
     struct mw_probe *probe = NULL;
     char input_path[4096];
     char output_dir[2048];
@@ -415,5 +379,10 @@ end:
     mw_input_close(&ctx.input);
     mw_probe_free(&probe);
     finish_report(report, ret, ctx.primary_path, ctx.error_detail, started);
+    if (ret >= 0 && ctx.marker_fd >= 0 && (ret = mw_job_commit_result(&ctx)) < 0)
+        finish_report(report, ret, "", ctx.error_detail, started);
+    if (ret < 0 && mw_job_discard_unfinished(&ctx))
+        forget_outputs(report);
+    mw_job_release_output_dir(&ctx);
     return ret;
 }

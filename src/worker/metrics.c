@@ -80,6 +80,8 @@ static const char *const counter_names[MW_METRIC_COUNTER_COUNT][2] = {
     [MW_METRIC_BYTES_OUT] = {"output_bytes_total", "Bytes of the outputs listed in reports."},
     [MW_METRIC_UNROUTABLE_COPIES] = {"unroutable_copies_total",
                                      "Retry or dead-letter copies the broker returned because no queue took them."},
+    [MW_METRIC_RESULTS_REREPORTED] = {"results_rereported_total",
+                                      "Results committed by an earlier attempt reported again instead of re-run."},
 };
 
 static const char *const gauge_names[MW_METRIC_GAUGE_COUNT][2] = {

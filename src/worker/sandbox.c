@@ -42,7 +42,7 @@ static const int allowed_syscalls[] = {
     SCMP_SYS(lstat), SCMP_SYS(openat), SCMP_SYS(open), SCMP_SYS(access), SCMP_SYS(faccessat),
     SCMP_SYS(faccessat2), SCMP_SYS(readlink), SCMP_SYS(readlinkat), SCMP_SYS(getdents64), SCMP_SYS(getcwd),
     SCMP_SYS(rename), SCMP_SYS(renameat), SCMP_SYS(renameat2), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
-    SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
+    SCMP_SYS(mkdir), SCMP_SYS(mkdirat), SCMP_SYS(rmdir), SCMP_SYS(fsync), SCMP_SYS(fdatasync), SCMP_SYS(flock),
     SCMP_SYS(ftruncate), SCMP_SYS(fallocate), SCMP_SYS(fcntl), SCMP_SYS(dup), SCMP_SYS(dup2), SCMP_SYS(dup3),
     SCMP_SYS(pipe2), SCMP_SYS(ioctl), SCMP_SYS(fadvise64), SCMP_SYS(umask), SCMP_SYS(utimensat),
     SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mprotect), SCMP_SYS(mremap), SCMP_SYS(madvise), SCMP_SYS(brk),
@@ -96,12 +96,24 @@ static int forbid_core_dumps(void)
 
 static int drop_user(const struct mw_sandbox_policy *policy, struct mw_sandbox_status *status)
 {
+    pid_t parent = getppid();
+    int death_signal = 0;
+
     if (!policy->run_as_user || geteuid() != 0)
         return 0;
+    if (prctl(PR_GET_PDEATHSIG, &death_signal) < 0)
+        return AVERROR(errno);
     if (setgroups(0, NULL) < 0 || setgid(policy->gid) < 0 || setuid(policy->uid) < 0) {
         int ret = AVERROR(errno);
         mw_log(MW_LOG_ERROR, "sandbox", "cannot switch to uid %d: %s", (int)policy->uid, strerror(errno));
         return ret;
+    }
+    /* The kernel clears the parent-death signal when credentials change: without it again, a job process
+     * whose parent was killed would run on unsupervised, past every deadline. A parent that died in between
+     * is seen by the changed parent pid. */
+    if (death_signal && (prctl(PR_SET_PDEATHSIG, death_signal) < 0 || getppid() != parent)) {
+        mw_log(MW_LOG_ERROR, "sandbox", "the parent process is gone");
+        return AVERROR(ESRCH);
     }
     status->user_dropped = 1;
     return 0;

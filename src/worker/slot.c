@@ -8,14 +8,11 @@
  * a delivery of an older connection is skipped (the broker already requeued it), and while draining,
  * deliveries not yet started are left unacked (the broker requeues them when it closes).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <libavutil/error.h>
 #include <libavutil/mem.h>
@@ -115,60 +112,6 @@ static cJSON *failed_report(const char *job_id, const char *name, int err, const
         return NULL;
     }
     return report;
-}
-
-/* Removes path, and below it up to depth levels of subdirectories; links are removed, never followed. */
-static void remove_entry(const char *path, int depth)
-{
-    struct stat st;
-    struct dirent *entry;
-    DIR *dir;
-
-    if (lstat(path, &st) < 0)
-        return;
-    if (!S_ISDIR(st.st_mode)) {
-        unlink(path);
-        return;
-    }
-    if (depth > 0 && (dir = opendir(path))) {
-        while ((entry = readdir(dir))) {
-            char child[4096];
-            if (strcmp(entry->d_name, ".") && strcmp(entry->d_name, "..") &&
-                snprintf(child, sizeof(child), "%s/%s", path, entry->d_name) < (int)sizeof(child))
-                remove_entry(child, depth - 1);
-        }
-        closedir(dir);
-    }
-    rmdir(path);
-}
-
-/*
- * A job process killed while writing (a crash, the deadline, SIGKILL, or the whole worker killed before the
- * redelivery ran here) leaves its temporaries in the job's output directory: `name.tmp.<pid>` (atomic
- * writes), `.name.<pid>.tmp` (renditions) and `.hls.<pid>.tmp/` (HLS, two levels deep). Nothing else would
- * ever remove them. Output names are the worker's own and never contain ".tmp", so everything that does is a
- * temporary; once this slot's job process is done with the job, no writer of this job is left (the broker
- * hands a message to one consumer at a time; a message the producer published twice is the exception).
- */
-static void remove_stale_temporaries(const struct mw_config *cfg, const struct mw_job *job)
-{
-    char dir[2048];
-    struct dirent *entry;
-    DIR *d;
-
-    if (mw_job_output_path(cfg, job, dir, sizeof(dir)) < 0 || !(d = opendir(dir)))
-        return;
-    while ((entry = readdir(d))) {
-        size_t len = strlen(entry->d_name);
-        char path[4096];
-
-        if ((strstr(entry->d_name, ".tmp.") || (len > 4 && !strcmp(entry->d_name + len - 4, ".tmp"))) &&
-            snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name) < (int)sizeof(path)) {
-            mw_log(MW_LOG_INFO, "slot", "removing a temporary left by an interrupted attempt: %s", entry->d_name);
-            remove_entry(path, 2);
-        }
-    }
-    closedir(d);
 }
 
 static void publish_outcome(struct mw_slot *s, const struct mw_job *job, const cJSON *result, int ok)
@@ -282,6 +225,25 @@ static void reject_invalid(struct mw_slot *s, struct mw_delivery *d, int64_t use
     mw_broker_settle(s->broker, d, &verdict, err);
 }
 
+/*
+ * An earlier attempt of this message finished the job and committed its result (the report is what
+ * failed, or the process was killed before it could answer): the result is reported again, the job is not
+ * run again.
+ */
+static void take_committed_result(struct mw_slot *s, struct attempt *a)
+{
+    cJSON *committed = NULL;
+
+    if (!mw_job_committed_result(s->cfg, a->job, &committed))
+        return;
+    mw_log(MW_LOG_INFO, "slot", "the job's result was committed by an earlier attempt: reporting it again");
+    mw_metrics_add(s->shared->metrics, MW_METRIC_RESULTS_REREPORTED, 1);
+    cJSON_Delete(a->result);
+    a->result = committed;
+    a->facts.committed = 1;
+    a->facts.job_error = 0;
+}
+
 /* Runs the job once: in a job process taken from the pool and given back at once, or here with
  * MW_ISOLATION=none. A URL input is fetched first (here, in the supervisor, under the network policy:
  * job processes have no network). */
@@ -331,7 +293,11 @@ static void run_once(struct mw_slot *s, struct attempt *a)
     a->facts.job_error = ret < 0 ? ret : 0;
     /* Stopped by the shutdown, not by the job: it runs again elsewhere. */
     a->facts.stopped = atomic_load(&s->shared->abandon);
-    remove_stale_temporaries(s->cfg, a->job);
+    /* No job process works on the job now: unfinished work leaves nothing behind. A process killed after
+     * it committed its result (before it could answer) finished the job all the same. */
+    mw_job_tidy_output_folder(s->cfg, a->job);
+    if (ret < 0 && !a->facts.stopped)
+        take_committed_result(s, a);
     if (ret == MW_ERR_JOB_KILLED && a->facts.runs == 1)
         mw_log(MW_LOG_WARN, "slot", "job process killed from outside (%s); running the job once more", a->reason);
 }
@@ -431,8 +397,11 @@ static void handle(struct mw_slot *s, struct mw_delivery *d)
         mw_log(MW_LOG_INFO, "slot", "redelivered job (broker redelivered=%d, failed attempts so far %d)",
                d->redelivered, d->failures);
     }
-    mw_log(MW_LOG_INFO, "slot", "job started for user %" PRId64 ": %s", a.job->user_id, a.job->path);
-    mw_events_publish(s->broker, "job.started", a.job->job_id, a.job->request_id, a.job->user_id, NULL);
+    take_committed_result(s, &a);
+    if (!a.facts.committed) {
+        mw_log(MW_LOG_INFO, "slot", "job started for user %" PRId64 ": %s", a.job->user_id, a.job->path);
+        mw_events_publish(s->broker, "job.started", a.job->job_id, a.job->request_id, a.job->user_id, NULL);
+    }
     while (a.d) {
         struct mw_verdict verdict = mw_verdict_decide(&a.facts);
 

@@ -118,8 +118,9 @@ def test_body_attacks(broker, ds, roots):
 
 
 def test_job_id_reuse(broker, ds, roots):
-    """A different message under a job id that already has outputs is refused instead of mixing them; the
-    same message again (a redelivery, a retry) is fine; another user's job of the same id is separate."""
+    """A different message under a job id that already has outputs is refused instead of mixing them (and
+    leaves them in place); the same message again (a redelivery, a retry) reports the committed result;
+    another user's job of the same id is separate."""
     w = Worker(broker, ds, *roots).start()
     thumb = {"user_id": 42, "job_id": "shared-1", "file_info": {"path": "clip.mp4"},
              "operations": [{"type": "thumbnail", "width": 64}]}
@@ -138,6 +139,9 @@ def test_job_id_reuse(broker, ds, roots):
           f"job ids: same message twice runs, a different one under the same id is refused "
           f"({[f.get('status') for f in files]})")
     check(files[2].get("error", {}).get("code") == "JOB_ID_CONFLICT", f"refused as JOB_ID_CONFLICT: {files[2].get('error')}")
+    check(files[1].get("outputs") == files[0].get("outputs") and
+          any("reporting it again" in l.get("msg", "") for l in w.log_lines() if l.get("job_id") == "shared-1"),
+          "the same message again reports the committed result instead of running again")
     check(ds.requests[3]["path"] == "/api/v1/users/43/files" and
           files[3]["outputs"][0]["path"].startswith("43/shared-1/"), "another user's job of the same id is its own")
     out_dir = os.path.join(roots[1], "42", "shared-1")

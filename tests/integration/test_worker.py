@@ -2,7 +2,8 @@
 
 Covers: the seed message end to end; invalid and hostile messages dead-lettered with the reason; Data
 Service 503 then 200, Retry-After, 404, 400, and down past every retry (retry tier, then processed);
-job processes killed (SIGKILL), past the deadline, at the memory cap; a job process shared by two slots
+job processes killed (SIGKILL), past the deadline, at the memory cap; a committed result reported again
+instead of re-run, and a job failing part-way leaving no files; a job process shared by two slots
 and given back before the report; SIGTERM during a job and during a download.
 """
 import json
@@ -28,6 +29,15 @@ def new_files(requests, job_id=None, status=None):
         if (job_id is None or nf.get("job_id") == job_id) and (status is None or r["status"] == status):
             out.append(nf)
     return out
+
+
+def proc_field(pid, name):
+    """A field of /proc/<pid>/status, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next((l.split(":", 1)[1].strip() for l in f if l.startswith(name + ":")), None)
+    except OSError:
+        return None
 
 
 def settled(broker):
@@ -155,6 +165,67 @@ def test_report_503_then_200(broker, ds, roots):
     keys = {r["headers"].get("Idempotency-Key") for r in ds.requests}
     check(keys == {f"5:{job_id}"}, "503: every attempt carries the same Idempotency-Key")
     check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "503: acked once, nothing retried")
+
+
+def test_committed_result_reported_again(broker, ds, roots):
+    """A job that finished but could not report goes to a retry tier; the retried copy finds the committed
+    result and reports it again without running the job: the outputs are the same files, untouched. A
+    manifest tampered with (an output missing) is not trusted: the job runs again."""
+    ds.script(503, 503, 503)
+    w = Worker(broker, ds, *roots).start()
+    job_id = publish(broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}, "operations": [
+        {"type": "thumbnail", "width": 64}, {"type": "transcode", "preset": "web", "renditions": [120]}]})
+    reqs = ds.wait_for(lambda r: [x["status"] for x in r] == [503, 503, 503], 60)
+    first = new_files(reqs, job_id)[0]
+    job_dir = os.path.join(roots[1], "16", job_id)
+    files = {o["path"]: os.stat(os.path.join(roots[1], o["path"])) for o in first.get("outputs", [])}
+    check(first.get("status") == "processed" and len(files) == 2 and
+          os.path.isfile(os.path.join(job_dir, ".mw-result.json")),
+          f"committed: the job finished and committed its result ({first.get('status')}, {list(files)})")
+    ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 30)
+    again = new_files(ds.requests, job_id, 200)
+    check(len(again) == 1 and again[0].get("outputs") == first.get("outputs") and
+          again[0].get("status") == "processed", f"committed: reported again with the same outputs ({again})")
+    for path, st in files.items():
+        now = os.stat(os.path.join(roots[1], path))
+        check((now.st_ino, now.st_mtime_ns) == (st.st_ino, st.st_mtime_ns), f"committed: {path} not rewritten")
+    started = [l for l in w.log_lines() if l.get("job_id") == job_id and l.get("msg", "").startswith("job started")]
+    check(len(started) == 1, f"committed: the job ran once ({len(started)} starts)")
+    check(any("reporting it again" in l.get("msg", "") for l in w.log_lines() if l.get("job_id") == job_id),
+          "committed: the log says the result was reported again")
+    check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "committed: acked once")
+
+    # The same message again, with one output of the committed result gone: the job runs, not a re-report.
+    os.unlink(os.path.join(roots[1], next(p for p in files if p.endswith(".mp4"))))
+    ds.reset()
+    publish(broker, {"user_id": 16, "file_info": {"path": "clip.mp4"}, "operations": [
+        {"type": "thumbnail", "width": 64}, {"type": "transcode", "preset": "web", "renditions": [120]}]},
+        message_id=job_id)
+    ds.wait_for(lambda r: len(r) >= 1, 60)
+    rerun = new_files(ds.requests, job_id, 200)
+    check(rerun and rerun[0].get("status") == "processed" and
+          all(os.path.isfile(os.path.join(roots[1], p)) for p in files), f"tampered: ran again ({rerun})")
+    started = [l for l in w.log_lines() if l.get("job_id") == job_id and l.get("msg", "").startswith("job started")]
+    check(len(started) == 2, f"tampered: a result with an output missing is not reported again ({len(started)})")
+    check(w.stop() == 0, "committed: worker exits 0")
+
+
+def test_failed_job_leaves_nothing(broker, ds, roots):
+    """A job whose first operation wrote its files and whose second failed (past the deadline, the job
+    process killed by the supervisor) is reported failed with no outputs, and its folder is gone."""
+    w = Worker(broker, ds, *roots, MW_JOB_DEADLINE=3, MW_SLOTS=1).start()
+    job_id = publish(broker, {"user_id": 17, "file_info": {"path": "long.mp4"}, "operations": [
+        {"type": "thumbnail", "width": 64}, {"type": "transcode", "preset": "web", "renditions": [720]}]})
+    job_dir = os.path.join(roots[1], "17", job_id)
+    wait_until(lambda: os.path.isdir(job_dir) and any(n.endswith(".webp") or n.endswith(".jpg")
+                                                      for n in os.listdir(job_dir)), 20,
+               what="the thumbnail written before the transcode", interval=0.02)
+    ds.wait_for(lambda r: len(r) >= 1, 30)
+    nf = new_files(ds.requests, job_id)
+    check(nf and nf[0].get("status") == "failed" and nf[0].get("outputs") == [] and nf[0].get("path") is None,
+          f"part-way: reported failed with no outputs ({nf})")
+    check(not os.path.exists(job_dir), f"part-way: the folder is gone ({os.listdir(job_dir) if os.path.isdir(job_dir) else ''})")
+    check(w.stop() == 0, "part-way: worker exits 0")
 
 
 def test_report_404_and_400(broker, ds, roots):
@@ -396,13 +467,20 @@ def test_job_process_killed(broker, ds, roots):
     job_dir = os.path.join(roots[1], "10", job_id)
     wait_until(lambda: os.path.isdir(job_dir) and any(".tmp" in n for n in os.listdir(job_dir)), 20,
                what="the transcode under way in the fresh process", interval=0.02)
+    running = []
     for pid in set(w.job_pids()) - set(pids):
+        running += [c for c in os.listdir("/proc") if c.isdigit() and proc_field(c, "PPid") == str(pid)]
         os.kill(pid, signal.SIGKILL)
     ds.wait_for(lambda r: len(r) >= 1, 30)
     nf = new_files(ds.requests, job_id)
     error = nf[0].get("error", {}) if nf else {}
     check(len(nf) == 1 and nf[0].get("status") == "failed" and error.get("code") == "JOB_KILLED" and
           "did not send" in error.get("message", ""), f"killed twice: reported as killed from outside ({nf})")
+    check(not os.path.exists(job_dir), "killed twice: the unfinished transcode left nothing behind")
+    check(running, "killed twice: the job ran in a child of the job process")
+    # Dead, or a zombie until init reaps it; never still at work.
+    check(all((proc_field(c, "State") or "Z").startswith("Z") for c in running),
+          f"killed twice: the job died with its job process ({[proc_field(c, 'State') for c in running]})")
     after = [publish(broker, {"user_id": 10, "file_info": {"path": "clip.mp4"}}) for _ in range(3)]
     ds.wait_for(lambda r: len(r) >= 4, 30)
     check(all(new_files(ds.requests, j, 200)[0].get("status") == "processed" for j in after),
@@ -542,7 +620,8 @@ def main():
                                           "-pix_fmt", "yuv420p"]),
             os.path.join(input_root, "big.ts"))
     roots = (input_root, output_root)
-    tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200, test_report_404_and_400,
+    tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200,
+             test_committed_result_reported_again, test_failed_job_leaves_nothing, test_report_404_and_400,
              test_report_answer_classes,
              test_data_service_down, test_forged_attempts, test_data_service_gone_for_good, test_report_stall_and_events,
              test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
