@@ -514,7 +514,8 @@ def test_job_operation():
     proc = run(["run", job], env=env)
     check(proc.returncode == 0, f"second run of the job failed: {proc.stderr[-800:]}")
     job_dir = os.path.join(outputs, "7", "tc1")
-    check(sorted(os.listdir(job_dir)) == [".mw-job", "hls", "web_240p.mp4"], f"after redelivery: {os.listdir(job_dir)}")
+    check(sorted(os.listdir(job_dir)) == [".mw-job", ".mw-result.json", "hls", "web_240p.mp4"],
+          f"after redelivery: {os.listdir(job_dir)}")
     check(decodes(os.path.join(job_dir, "hls", "240p", "index.m3u8")), "HLS after redelivery does not decode")
     with open(job, "w") as f:
         json.dump({"user_id": 7, "file_info": {"path": "clip.mkv"},
