@@ -51,7 +51,11 @@ AVFormatContext *mw_input_format(const struct mw_input *in);
  */
 int64_t mw_input_start_us(const struct mw_input *in);
 
-/* A timestamp of stream index as timeline microseconds, and back; AV_NOPTS_VALUE maps to 0. */
+/*
+ * A timestamp of stream index as timeline microseconds, and back; AV_NOPTS_VALUE maps to 0. Back rounds
+ * down: the picture shown at a time is the last one that starts at or before it, so in a coarse time base
+ * (AVI's 1/25) 1.5 s is tick 37, not the 38 that starts after it.
+ */
 int64_t mw_input_time_us(const struct mw_input *in, int stream_index, int64_t ts);
 int64_t mw_input_stream_ts(const struct mw_input *in, int stream_index, int64_t time_us);
 

@@ -263,7 +263,8 @@ int64_t mw_input_time_us(const struct mw_input *in, int stream_index, int64_t ts
 
 int64_t mw_input_stream_ts(const struct mw_input *in, int stream_index, int64_t time_us)
 {
-    return av_rescale_q(time_us + in->start_us, AV_TIME_BASE_Q, in->format->streams[stream_index]->time_base);
+    return av_rescale_q_rnd(time_us + in->start_us, AV_TIME_BASE_Q, in->format->streams[stream_index]->time_base,
+                            AV_ROUND_DOWN | AV_ROUND_PASS_MINMAX);
 }
 
 static int open_common(struct mw_input *in)
