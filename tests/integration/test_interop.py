@@ -65,6 +65,11 @@ def producers(video, audio):
     raw264 = os.path.join(CORPUS, "interop-mkvmerge-video.264")
     return {
         "gst-mp4": ("gst.mp4", gst(video, audio, "mp4mux", x264, "avenc_aac ! aacparse")),
+        "gst-fmp4": ("gst-fragmented.mp4", gst(video, audio, "mp4mux fragment-duration=1000", x264,
+                                               "avenc_aac ! aacparse")),
+        "gst-mp4-pyramid": ("gst-pyramid.mp4", gst(video, audio, "mp4mux",
+                                                   "x264enc key-int-max=25 bframes=3 b-pyramid=true "
+                                                   "speed-preset=faster ! h264parse", "avenc_aac ! aacparse")),
         "gst-mov": ("gst.mov", gst(video, audio, "qtmux", x264, "lamemp3enc ! mpegaudioparse")),
         "gst-mkv": ("gst.mkv", gst(video, audio, "matroskamux", x264, "vorbisenc")),
         "gst-webm": ("gst.webm", gst(video, audio, "webmmux", "vp8enc keyframe-max-dist=25 deadline=1",
@@ -85,12 +90,18 @@ def producers(video, audio):
                                        "--preset", "faster", "-o", "{out}", video]]),
         "x264-flv": ("x264-cli.flv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
                                        "--preset", "faster", "-o", "{out}", video]]),
+        "x264-open-gop": ("x264-open-gop.264", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25",
+                                                 "--open-gop", "--bframes", "5", "--b-pyramid", "normal",
+                                                 "--preset", "faster", "-o", "{out}", video]]),
         "x265-raw": ("x265-cli.hevc", [["x265", "--log-level", "error", "--y4m", "--input", video, "--keyint", "25",
                                         "--preset", "faster", "--output", "{out}"]]),
         "mkvmerge": ("mkvmerge.mkv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
                                        "--preset", "faster", "-o", raw264, video],
                                       ["mkvmerge", "-q", "-o", "{out}", "--default-duration", "0:25fps", raw264,
                                        "--sync", "0:500", audio]]),
+        # From gst-mp4's file, made above.
+        "mkvmerge-from-mp4": ("mkvmerge-from-mp4.mkv", [["mkvmerge", "-q", "-o", "{out}",
+                                                         os.path.join(CORPUS, "interop-gst.mp4")]]),
         "ffmpeg-pts-wrap-ts": ("pts-wrap.ts", [["ffmpeg", "-v", "error", "-y", "-i", video, "-i", audio, "-c:v",
                                                 "libx264", "-g", "25", "-c:a", "aac", "-output_ts_offset",
                                                 "95441.0", "-f", "mpegts", "{out}"]]),
