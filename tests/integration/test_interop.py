@@ -13,7 +13,8 @@ On each file:
 - a keyframe poster at 3.5 s: the last keyframe at or before it, reporting its time;
 - a storyboard at 1 s: one tile per second of the file;
 - an H.264 rendition with HLS: its duration the input's within a frame and a bit, and the flash-to-beep
-  offset at 1 s and at 5 s (so to the end) within 10 ms of the source's.
+  offset at 1 s and at 5 s (so to the end) within 10 ms of the source's; two minute-long files (AVI with
+  MP3, MP4 with AAC, both at 44.1 kHz) check that offset 57 s later.
 
 The files are made once into the test corpus (small, regenerated when missing). docs/interop.md has the
 table of what each kind of file is tested for.
@@ -49,6 +50,16 @@ def source():
                 "-f", "wav", audio + ".part"])
         os.replace(audio + ".part", audio)
     return video, audio
+
+
+def long_source(codecs):
+    """A 60 s version of the marked source, encoded by FFmpeg with codecs: marks at 1 s and at 58 s."""
+    flashes = "between(t,1,1.039)+between(t,58,58.039)"
+    beeps = "between(t,1,1.05)+between(t,58,58.05)"
+    return [["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
+             f"testsrc2=size=320x240:rate={RATE}:duration=60,drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:"
+             f"enable='{flashes}'", "-f", "lavfi", "-i", f"aevalsrc='0.8*sin(2*PI*1000*t)*({beeps})':s=48000:d=60",
+             "-pix_fmt", "yuv420p"] + codecs + ["{out}"]]
 
 
 def gst(video, audio, mux, venc, aenc=None):
@@ -105,6 +116,12 @@ def producers(video, audio):
         "ffmpeg-pts-wrap-ts": ("pts-wrap.ts", [["ffmpeg", "-v", "error", "-y", "-i", video, "-i", audio, "-c:v",
                                                 "libx264", "-g", "25", "-c:a", "aac", "-output_ts_offset",
                                                 "95441.0", "-f", "mpegts", "{out}"]]),
+        # A minute long, so that A/V sync is checked far from the start: a drift of the audio against the
+        # pictures (sample rate conversion, MP3 frames in AVI) shows at the second mark.
+        "ffmpeg-long-avi-mp3": ("long-mp3.avi", long_source(["-c:v", "libx264", "-g", "50", "-bf", "2", "-c:a",
+                                                             "libmp3lame", "-ar", "44100"])),
+        "ffmpeg-long-mp4-aac": ("long-aac.mp4", long_source(["-c:v", "libx264", "-g", "50", "-c:a", "aac", "-ar",
+                                                             "44100"])),
         # Without scene-change keyframes: FFmpeg's MPEG-2 encoder makes two at each white picture, and its
         # program stream muxer then leaves one without a PTS, which the CLI itself shows at the time of the
         # next picture (there is no oracle for that picture's time).
