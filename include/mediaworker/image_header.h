@@ -18,4 +18,12 @@
  */
 int mw_image_header_dimensions(const uint8_t *buf, size_t size, int64_t *width, int64_t *height);
 
+/*
+ * True when buf starts a HEIF still image that libavformat cannot read: an ISO BMFF `ftyp` naming a HEIF
+ * brand (heic, heix, heim, heis, hevc, hevx, mif1, msf1) and no AVIF one (avif, avis: those it reads).
+ * libavformat's MP4 reader takes such a file for a broken MP4 without `moov`; it is a format we refuse,
+ * not a corrupt upload.
+ */
+int mw_image_header_is_unreadable_heif(const uint8_t *buf, size_t size);
+
 #endif

@@ -83,3 +83,27 @@ int mw_image_header_dimensions(const uint8_t *buf, size_t size, int64_t *width, 
         return 0;
     return AVERROR(ENOENT);
 }
+
+/* A four-character code of the ftyp box: its major brand (offset 8) or one of its compatible brands. */
+static int has_brand(const uint8_t *buf, size_t box_size, const char *const *brands)
+{
+    for (size_t at = 8; at + 4 <= box_size; at += at == 8 ? 8 : 4)
+        for (const char *const *brand = brands; *brand; brand++)
+            if (!memcmp(buf + at, *brand, 4))
+                return 1;
+    return 0;
+}
+
+int mw_image_header_is_unreadable_heif(const uint8_t *buf, size_t size)
+{
+    static const char *const heif[] = {"heic", "heix", "heim", "heis", "hevc", "hevx", "mif1", "msf1", NULL};
+    static const char *const avif[] = {"avif", "avis", NULL};
+    size_t box_size;
+
+    if (size < 16 || memcmp(buf + 4, "ftyp", 4))
+        return 0;
+    box_size = (size_t)AV_RB32(buf);
+    if (box_size < 16 || box_size > size)
+        return 0;
+    return has_brand(buf, box_size, heif) && !has_brand(buf, box_size, avif);
+}

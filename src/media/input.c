@@ -176,6 +176,10 @@ static int check_image_header(struct mw_input *in)
         return got == AVERROR_EOF ? AVERROR_INVALIDDATA : got;
     if (avio_seek(in->io, 0, SEEK_SET) < 0)
         return AVERROR(EIO);
+    if (mw_image_header_is_unreadable_heif(head, (size_t)got)) {
+        mw_log(MW_LOG_INFO, "input", "a HEIF/HEIC image: not a format this worker reads");
+        return MW_ERR_FORMAT_REFUSED;
+    }
     /* Headers hold 32-bit sizes; dividing keeps the product from overflowing. */
     if (mw_image_header_dimensions(head, (size_t)got, &width, &height) == 0 && width > 0 && height > 0 &&
         width > in->limits.max_pixels / height)

@@ -16,6 +16,8 @@ On each file:
   offset at 1 s and at 5 s (so to the end) within 10 ms of the source's; two minute-long files (AVI with
   MP3, MP4 with AAC, both at 44.1 kHz) check that offset 57 s later.
 
+A HEIC photo (libheif's heif-enc) is refused with FORMAT_REFUSED by every command.
+
 The files are made once into the test corpus (small, regenerated when missing). docs/interop.md has the
 table of what each kind of file is tested for.
 """
@@ -279,6 +281,26 @@ def check_transcode(name, clip, ref):
               f"{source_offset * 1000:.1f} ms in the source")
 
 
+def refusals(video):
+    """name -> (file name, commands, error code): files of kinds no operation reads, refused by each."""
+    still = os.path.join(CORPUS, "interop-still.png")
+    return {
+        # An iPhone's kind of photo: libavformat's MP4 reader would call it a broken MP4 (INVALID_DATA).
+        "heif-enc-heic": ("image.heic", [["ffmpeg", "-v", "error", "-y", "-i", video, "-frames:v", "1", still],
+                                         ["heif-enc", "-q", "60", "-o", "{out}", still]], "FORMAT_REFUSED"),
+    }
+
+
+def check_refused(name, clip, code):
+    for command in (["probe", clip], ["thumbnail", clip, "-o", os.path.join(OUT, f"{name}.png")],
+                    ["storyboard", clip, "-o", os.path.join(OUT, f"{name}-storyboard")],
+                    ["transcode", clip, "-o", os.path.join(OUT, f"{name}-transcode"), "--renditions", "240"]):
+        proc = run(command, timeout=120)
+        error = (json.loads(proc.stdout or "{}").get("error") or {})
+        check(proc.returncode != 0 and error.get("code") == code,
+              f"{name}: {command[0]} refuses it with {code}: exit {proc.returncode}, {error}")
+
+
 def check_file(name, clip):
     ref = Reference(clip)
     check(len(ref.pictures) == len(ref.times) and len(ref.pictures) >= 140,
@@ -310,6 +332,12 @@ def main():
         clip = make(name, file_name, commands)
         if clip:
             check_file(name, clip)
+    for name, (file_name, commands, code) in refusals(video).items():
+        if only and name not in only:
+            continue
+        clip = make(name, file_name, commands)
+        if clip:
+            check_refused(name, clip, code)
     finish()
 
 

@@ -78,6 +78,30 @@ static void image_headers_are_read(void **state)
                      AVERROR(ENOENT));
 }
 
+static void heif_images_are_told_from_mp4(void **state)
+{
+    /* size, "ftyp", major brand, minor version, compatible brands */
+    static const uint8_t heic[] = {0, 0, 0, 24, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0,
+                                   'm', 'i', 'f', '1', 'h', 'e', 'i', 'c'};
+    static const uint8_t mif1[] = {0, 0, 0, 20, 'f', 't', 'y', 'p', 'm', 'i', 'f', '1', 0, 0, 0, 0,
+                                   'h', 'e', 'v', 'c'};
+    static const uint8_t avif[] = {0, 0, 0, 28, 'f', 't', 'y', 'p', 'a', 'v', 'i', 'f', 0, 0, 0, 0,
+                                   'm', 'i', 'f', '1', 'm', 'i', 'a', 'f', 'M', 'A', '1', 'B'};
+    static const uint8_t mp4[] = {0, 0, 0, 24, 'f', 't', 'y', 'p', 'i', 's', 'o', 'm', 0, 0, 2, 0,
+                                  'i', 's', 'o', 'm', 'a', 'v', 'c', '1'};
+    /* A box claiming more bytes than there are, and a brand only in the minor-version field. */
+    static const uint8_t short_box[] = {0, 0, 1, 0, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0};
+    static const uint8_t minor[] = {0, 0, 0, 16, 'f', 't', 'y', 'p', 'i', 's', 'o', 'm', 'h', 'e', 'i', 'c'};
+
+    (void)state;
+    assert_true(mw_image_header_is_unreadable_heif(heic, sizeof(heic)));
+    assert_true(mw_image_header_is_unreadable_heif(mif1, sizeof(mif1)));
+    assert_false(mw_image_header_is_unreadable_heif(avif, sizeof(avif)));
+    assert_false(mw_image_header_is_unreadable_heif(mp4, sizeof(mp4)));
+    assert_false(mw_image_header_is_unreadable_heif(short_box, sizeof(short_box)));
+    assert_false(mw_image_header_is_unreadable_heif(minor, sizeof(minor)));
+}
+
 static void pixel_bomb_is_refused_before_decoding(void **state)
 {
     uint8_t buf[256];
@@ -145,6 +169,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(image_headers_are_read),
+        cmocka_unit_test(heif_images_are_told_from_mp4),
         cmocka_unit_test(pixel_bomb_is_refused_before_decoding),
         cmocka_unit_test(playlists_are_refused),
         cmocka_unit_test(empty_garbage_and_oversized_inputs_fail_cleanly),
