@@ -64,6 +64,16 @@ def long_source(codecs):
              "-pix_fmt", "yuv420p"] + codecs + ["{out}"]]
 
 
+def vfr_timestamps():
+    """A Matroska v2 timestamps file for the source's 150 pictures: 75 at 25 fps, then 75 at about 30 fps."""
+    path = os.path.join(CORPUS, "interop-vfr-timestamps.txt")
+    times = [n * 40.0 for n in range(75)]
+    times += [times[-1] + 40 + n * 33.333 + (3 if n % 4 == 1 else -2 if n % 4 == 3 else 0) for n in range(75)]
+    with open(path, "w") as f:
+        f.write("# timestamp format v2\n" + "".join(f"{t:.3f}\n" for t in times))
+    return path
+
+
 def gst(video, audio, mux, venc, aenc=None):
     """A gst-launch-1.0 pipeline: the Y4M through venc into mux, and the WAV through aenc when given."""
     line = f"filesrc location={video} ! y4mdec ! videoconvert ! {venc} ! {mux} name=mux ! filesink location={{out}}"
@@ -88,6 +98,10 @@ def producers(video, audio):
         "gst-webm": ("gst.webm", gst(video, audio, "webmmux", "vp8enc keyframe-max-dist=25 deadline=1",
                                      "opusenc")),
         "gst-ts": ("gst.ts", gst(video, audio, "mpegtsmux", x264, "avenc_aac ! aacparse")),
+        "gst-ts-interlaced": ("gst-interlaced.ts", gst(video, audio, "mpegtsmux",
+                                                       "interlace field-pattern=2:2 top-field-first=true ! "
+                                                       "x264enc interlaced=true key-int-max=25 speed-preset=faster"
+                                                       " ! h264parse", "avenc_aac ! aacparse")),
         "gst-m2ts": ("gst.m2ts", gst(video, audio, "mpegtsmux m2ts-mode=true", x264, "avenc_aac ! aacparse")),
         "gst-avi": ("gst.avi", gst(video, audio, "avimux", x264, "lamemp3enc ! mpegaudioparse")),
         "gst-flv": ("gst.flv", gst(video, audio, "flvmux", x264,
@@ -112,6 +126,11 @@ def producers(video, audio):
                                        "--preset", "faster", "-o", raw264, video],
                                       ["mkvmerge", "-q", "-o", "{out}", "--default-duration", "0:25fps", raw264,
                                        "--sync", "0:500", audio]]),
+        # Variable frame rate: 25 fps, then 30 fps with a few ms of jitter, from a timestamps file.
+        "mkvmerge-vfr": ("mkvmerge-vfr.mkv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes",
+                                               "3", "--preset", "faster", "-o", raw264, video],
+                                              ["mkvmerge", "-q", "-o", "{out}", "--timestamps", f"0:{vfr_timestamps()}",
+                                               raw264, audio]]),
         # From gst-mp4's file, made above.
         "mkvmerge-from-mp4": ("mkvmerge-from-mp4.mkv", [["mkvmerge", "-q", "-o", "{out}",
                                                          os.path.join(CORPUS, "interop-gst.mp4")]]),
