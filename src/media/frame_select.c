@@ -16,6 +16,8 @@
 #define MAX_KEYFRAME_TRIES 3
 /* Packets read after a seek before giving up on finding the frame: a bound for broken indexes. */
 #define MAX_PACKETS_PER_SEEK 20000
+/* Packets decoded after a keyframe to learn when it is shown: its reorder delay and an open GOP's B-frames. */
+#define SEQUENCE_PACKETS 32
 /* Width of the grey rendering a frame is scored on. */
 #define SCORE_WIDTH 160
 /* Candidates scoring below this send `best` over the whole duration. */
@@ -396,21 +398,62 @@ static int64_t packet_time(const AVPacket *pkt)
     return pkt->pts != AV_NOPTS_VALUE ? pkt->pts : pkt->dts;
 }
 
+/*
+ * Containers that store only decode times (AVI): decoded in sequence, a picture comes out when the decoder
+ * may let it go, stamped with the decode time of the packet then sent, and that is the time players (and
+ * the ffmpeg CLI) show it at. How many packets that takes depends on the pictures after the keyframe (an
+ * MPEG-4 part 2 or MPEG-2 keyframe waits for the next reference picture, past the B-frames an open GOP
+ * puts after it), so the keyframe is decoded again in sequence, from its own position, until it comes out.
+ * Returns its time, or AV_NOPTS_VALUE when it did not come out within a few packets.
+ */
+static int64_t shown_in_sequence(struct mw_frame_source *s, int64_t keyframe_dts)
+{
+    int64_t shown = AV_NOPTS_VALUE;
+    int sent = 0;
+    int ret = seek_to(s, keyframe_dts);
+
+    for (int n = 0; ret >= 0 && shown == AV_NOPTS_VALUE && sent < SEQUENCE_PACKETS && n < MAX_PACKETS_PER_SEEK;
+         n++) {
+        ret = read_packet(s);
+        if (ret == AVERROR_EOF)
+            ret = avcodec_send_packet(s->dec, NULL);
+        else if (ret >= 0 && s->pkt->stream_index == s->stream_index &&
+                 (sent || (s->pkt->dts == keyframe_dts && (s->pkt->flags & AV_PKT_FLAG_KEY)))) {
+            ret = avcodec_send_packet(s->dec, s->pkt);
+            sent++;
+        }
+        av_packet_unref(s->pkt);
+        if (ret == AVERROR_INVALIDDATA)
+            ret = 0;
+        while (ret >= 0 && shown == AV_NOPTS_VALUE && (ret = avcodec_receive_frame(s->dec, s->frame)) >= 0) {
+            if (s->frame->key_frame || s->frame->pict_type == AV_PICTURE_TYPE_I)
+                shown = s->frame->best_effort_timestamp;
+            av_frame_unref(s->frame);
+        }
+        if (ret == AVERROR(EAGAIN))
+            ret = 0;
+    }
+    avcodec_flush_buffers(s->dec);
+    return shown;
+}
+
 /* Decodes the keyframe in s->pkt alone into out. 0, AVERROR(EAGAIN) when it gave no picture, or an error. */
 static int decode_keyframe(struct mw_frame_source *s, AVFrame *out)
 {
+    int64_t dts = s->pkt->dts;
+    int decode_times_only = s->pkt->pts == AV_NOPTS_VALUE && dts != AV_NOPTS_VALUE;
     int ret = decode_alone(s);
 
-    /* Containers that store only decode times (AVI): decoded in sequence, a picture comes out when the
-     * decoder's reorder delay has passed, stamped with the decode time of the packet then sent. A lone
-     * keyframe gets the same time, so that every mode tells one timeline. */
-    if (ret >= 0 && s->pkt->pts == AV_NOPTS_VALUE && s->pkt->dts != AV_NOPTS_VALUE)
-        s->frame->best_effort_timestamp = s->pkt->dts + s->dec->has_b_frames * s->frame_duration;
-    if (ret >= 0) {
-        av_frame_unref(out);
-        av_frame_move_ref(out, s->frame);
+    if (ret < 0)
+        return ret;
+    av_frame_unref(out);
+    av_frame_move_ref(out, s->frame);
+    if (decode_times_only) {
+        int64_t shown = shown_in_sequence(s, dts);
+        /* Every mode tells one timeline: where the sequence says nothing, the decoder's reorder delay. */
+        out->best_effort_timestamp = shown != AV_NOPTS_VALUE ? shown : dts + s->dec->has_b_frames * s->frame_duration;
     }
-    return ret;
+    return 0;
 }
 
 /*
@@ -420,7 +463,8 @@ static int decode_keyframe(struct mw_frame_source *s, AVFrame *out)
 static int scan_keyframe(struct mw_frame_source *s, int64_t from, int64_t ts, AVFrame *out)
 {
     AVPacket *keyframe = av_packet_alloc();
-    int ret = keyframe ? seek_to(s, from) : AVERROR(ENOMEM);
+    AVPacket *earlier = av_packet_alloc();
+    int ret = keyframe && earlier ? seek_to(s, from) : AVERROR(ENOMEM);
 
     for (int n = 0; ret >= 0 && n < MAX_PACKETS_PER_SEEK; n++) {
         ret = read_packet(s);
@@ -433,7 +477,8 @@ static int scan_keyframe(struct mw_frame_source *s, int64_t from, int64_t ts, AV
                 break;
             }
             if ((s->pkt->flags & AV_PKT_FLAG_KEY) && packet_time(s->pkt) != AV_NOPTS_VALUE) {
-                av_packet_unref(keyframe);
+                av_packet_unref(earlier);
+                av_packet_move_ref(earlier, keyframe);
                 av_packet_move_ref(keyframe, s->pkt);
             }
         }
@@ -443,10 +488,21 @@ static int scan_keyframe(struct mw_frame_source *s, int64_t from, int64_t ts, AV
         av_packet_move_ref(s->pkt, keyframe);
         ret = decode_keyframe(s, out);
         av_packet_unref(s->pkt);
+        /* Decoded before ts but shown after it (decode times only): the keyframe before it is the one, or
+         * one before this seek point. */
+        if (ret >= 0 && out->best_effort_timestamp != AV_NOPTS_VALUE && out->best_effort_timestamp > ts) {
+            ret = AVERROR(EAGAIN);
+            if (earlier->data) {
+                av_packet_move_ref(s->pkt, earlier);
+                ret = decode_keyframe(s, out);
+                av_packet_unref(s->pkt);
+            }
+        }
     } else if (ret >= 0 || ret == AVERROR_EOF) {
         ret = AVERROR(EAGAIN);
     }
     av_packet_free(&keyframe);
+    av_packet_free(&earlier);
     return ret;
 }
 
@@ -476,8 +532,8 @@ static int first_keyframe(struct mw_frame_source *s, int64_t from, AVFrame *out)
 }
 
 /*
- * The keyframe at or before ts, into out: the first one after a seek to ts (an indexed container lands on
- * it), else the last one before ts from ever earlier seek points.
+ * The keyframe shown at or before ts, into out: the last one before ts after a seek to ts (an indexed
+ * container lands on it), else from ever earlier seek points; the first one when ts lies before them all.
  */
 static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
 {
@@ -497,13 +553,14 @@ static int get_keyframe(struct mw_frame_source *s, int64_t ts, AVFrame *out)
     }
     if (s->untimed)
         return get_untimed_keyframe(s, ts, out);
-    ret = first_keyframe(s, ts, out);
-    if (ret >= 0 && (out->best_effort_timestamp == AV_NOPTS_VALUE || out->best_effort_timestamp <= ts))
-        return 0;
-    for (int attempt = 1, last = 0; !last && (ret >= 0 || ret == AVERROR(EAGAIN)); attempt++) {
+    /* Scanned on from the seek point even where it landed on a keyframe: a seek by pages (Ogg) or bytes
+     * can land on an earlier one than the last keyframe before ts. */
+    for (int attempt = 0, last = 0; !last; attempt++) {
         int64_t from;
         last = seek_point(s, ts, attempt, &from);
         ret = scan_keyframe(s, from, ts, out);
+        if (ret != AVERROR(EAGAIN))
+            break;
     }
     /* ts lies before every keyframe: the first one is the picture shown there. */
     if (ret == AVERROR(EAGAIN))
