@@ -146,6 +146,17 @@ def producers(video, audio):
         "ffmpeg-pts-wrap-ts": ("pts-wrap.ts", [["ffmpeg", "-v", "error", "-y", "-i", video, "-i", audio, "-c:v",
                                                 "libx264", "-g", "25", "-c:a", "aac", "-output_ts_offset",
                                                 "95441.0", "-f", "mpegts", "{out}"]]),
+        # Cut without re-encoding from 1.3 s: the edit list starts in the middle of a GOP, so the pictures
+        # from the keyframe before it are decoded but not shown.
+        "ffmpeg-mid-gop-cut": ("mid-gop-cut.mp4", [["ffmpeg", "-v", "error", "-y", "-ss", "0.3", "-i", os.path.join(
+            CORPUS, "interop-gst.mp4"), "-c", "copy", "{out}"]]),
+        "ffmpeg-mov-timecode-hevc": ("timecode-hevc.mov", [["ffmpeg", "-v", "error", "-y", "-i", video, "-i", audio,
+                                                            "-c:v", "libx265", "-x265-params", "log-level=error:keyint=25",
+                                                            "-tag:v", "hvc1", "-c:a", "aac", "-timecode",
+                                                            "01:00:00:00", "{out}"]]),
+        "ffmpeg-negative-cts": ("negative-cts.mp4", [["ffmpeg", "-v", "error", "-y", "-i", video, "-i", audio,
+                                                      "-c:v", "libx264", "-g", "25", "-bf", "3", "-c:a", "aac",
+                                                      "-movflags", "negative_cts_offsets", "{out}"]]),
         # A minute long, so that A/V sync is checked far from the start: a drift of the audio against the
         # pictures (sample rate conversion, MP3 frames in AVI) shows at the second mark.
         "ffmpeg-long-avi-mp3": ("long-mp3.avi", long_source(["-c:v", "libx264", "-g", "50", "-bf", "2", "-c:a",
