@@ -228,7 +228,9 @@ static cJSON *read_manifest(const struct mw_config *cfg, const struct mw_job *jo
         (text = av_malloc((size_t)st.st_size)))
         got = read(fd, text, (size_t)st.st_size);
     close(fd);
-    if (got == st.st_size && mw_json_parse_strict(text, (size_t)got, 0, &manifest, err, sizeof(err)) == 0) {
+    /* Control characters are the file's metadata (a title with a line break), escaped as in every report. */
+    if (got == st.st_size &&
+        mw_json_parse_strict(text, (size_t)got, MW_JSON_ALLOW_CONTROL, &manifest, err, sizeof(err)) == 0) {
         version = cJSON_GetObjectItemCaseSensitive(manifest, "version");
         report = cJSON_GetObjectItemCaseSensitive(manifest, "report");
         if (!cJSON_IsNumber(version) || version->valuedouble != MANIFEST_VERSION ||

@@ -101,11 +101,19 @@ static int clean(void **state)
 static void complete_result_is_trusted(void **state)
 {
     cJSON *report = NULL;
+    char manifest[1024];
 
     (void)state;
     make_folder(job->digest, "processed", "7/j1/thumbnail.jpg", 10);
     assert_int_equal(mw_job_committed_result(&cfg, job, &report), 1);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(report, "status")), "processed");
+    cJSON_Delete(report);
+    /* A report carries the file's metadata, line breaks included. */
+    snprintf(manifest, sizeof(manifest), "{\"version\":1,\"digest\":\"%s\",\"report\":{\"job_id\":\"j1\","
+             "\"status\":\"processed\",\"probe\":{\"title\":\"two\\nlines\"},\"outputs\":[{\"path\":"
+             "\"7/j1/thumbnail.jpg\",\"bytes\":10}]}}", job->digest);
+    write_file(MW_JOB_RESULT, manifest);
+    assert_int_equal(mw_job_committed_result(&cfg, job, &report), 1);
     cJSON_Delete(report);
 }
 
