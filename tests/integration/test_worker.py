@@ -247,16 +247,21 @@ def test_report_404_and_400(broker, ds, roots):
 
 def test_report_answer_classes(broker, ds, roots):
     """Every class of Data Service answer has its verdict: retried in the slot when a retry soon may help
-    (409 in progress, an answer that is not HTTP), sent to a retry tier when a person must act (302, 401) or
+    (409 in progress, 429, 502, a reset, an answer that is not HTTP), sent to a retry tier when a person must
+    act (302, 401, 403) or
     the wait is long (Retry-After as an HTTP date 59 s ahead: the slot does not hold it), acked when the user
     is gone (410), dead-lettered when the report itself is refused (413, 422)."""
     from email.utils import formatdate
     cases = [
         # (name, answers before the default 200, expected: "slot" | "tier" | "gone" | "dead")
         ("409", [409], "slot"),
+        ("429", [429], "slot"),
+        ("502", [502], "slot"),
+        ("reset", ["drop"], "slot"),
         ("not http", ["garbage"], "slot"),
         ("302", [302], "tier"),
         ("401", [401], "tier"),
+        ("403", [403], "tier"),
         ("503 Retry-After date", [("retry_after", 503, formatdate(time.time() + 59, usegmt=True))], "tier"),
         ("410", [410], "gone"),
         ("413", [413], "dead"),
@@ -292,6 +297,23 @@ def test_report_answer_classes(broker, ds, roots):
     check(w.stop() == 0, "answers: worker exits 0")
     stopped = [l.get("msg", "") for l in w.log_lines() if l.get("msg", "").startswith("stopped:")]
     check(stopped and "1 users gone" in stopped[-1], f"answers: 410 counted as a user gone ({stopped[-1:]})")
+
+
+def test_report_tls_failure(broker, ds, roots):
+    """A TLS failure (here: https:// to a server that speaks plain HTTP) may heal (a certificate renewed, a
+    proxy back): it goes through the retry tiers before the message is dead-lettered with curl's reason,
+    never dead-lettered as refused at once."""
+    w = Worker(broker, ds, *roots, POSTGRES_DATA_SERVICE_URL=ds.url.replace("http://", "https://"),
+               HTTP_CLIENT_RETRIES=0, MW_RETRY_DELAYS="1,1").start()
+    publish(broker, {"user_id": 7, "file_info": {"path": "clip.mp4"}})
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 30, what="dead-lettered after the tiers")
+    dead = take_all(broker, QUEUE + ".dead")
+    reason = dead[0][0].headers.get("x-mw-error", "") if dead else ""
+    tiers = [l for l in w.log_lines() if "to media.process.retry." in l.get("msg", "")]
+    check(len(tiers) == 2, f"TLS: both retry tiers tried first ({len(tiers)})")
+    check("unavailable" in reason and ("SSL" in reason or "TLS" in reason),
+          f"TLS: dead-lettered as unavailable, with curl's reason: {reason}")
+    check(w.stop() == 0, "TLS: worker exits 0")
 
 
 def test_data_service_down(broker, ds, roots):
@@ -622,7 +644,7 @@ def main():
     roots = (input_root, output_root)
     tests = [test_seed_message, test_submit_and_isolation_none, test_run_with_report, test_invalid_messages, test_report_503_then_200,
              test_committed_result_reported_again, test_failed_job_leaves_nothing, test_report_404_and_400,
-             test_report_answer_classes,
+             test_report_answer_classes, test_report_tls_failure,
              test_data_service_down, test_forged_attempts, test_data_service_gone_for_good, test_report_stall_and_events,
              test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job, test_sigterm_during_download,
