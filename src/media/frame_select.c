@@ -449,7 +449,10 @@ static int decode_keyframe(struct mw_frame_source *s, AVFrame *out)
     av_frame_unref(out);
     av_frame_move_ref(out, s->frame);
     if (decode_times_only) {
-        int64_t shown = shown_in_sequence(s, dts);
+        int64_t shown;
+        /* The keyframe is read again from the file; this copy would be overwritten by the reads. */
+        av_packet_unref(s->pkt);
+        shown = shown_in_sequence(s, dts);
         /* Every mode tells one timeline: where the sequence says nothing, the decoder's reorder delay. */
         out->best_effort_timestamp = shown != AV_NOPTS_VALUE ? shown : dts + s->dec->has_b_frames * s->frame_duration;
     }
