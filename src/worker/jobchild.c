@@ -43,6 +43,7 @@
 
 #include <cjson/cJSON.h>
 #include <libavutil/error.h>
+#include <libavutil/macros.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
 
@@ -451,6 +452,38 @@ static void wipe_and_free(char **data, size_t size)
     av_freep(data);
 }
 
+/* How long a child whose socket closed may take to become reapable before it is killed. */
+#define CHILD_EXIT_GRACE_US (2 * 1000 * 1000)
+
+/*
+ * Reaps the child once its socket closed: it exited, was killed, or a broken frame made us stop listening.
+ * A dying process closes its files before it can be waited for, so a SIGKILL from outside (the OOM killer, an
+ * operator) is seen here a moment before the child is a zombie: it gets grace_us to get there. Only a child
+ * still running after that is killed here. Returns whether the kill was ours; the supervisor retries only a
+ * SIGKILL nobody here sent.
+ */
+static int reap_child(pid_t pid, int *status, int64_t grace_us)
+{
+    int64_t give_up = av_gettime_relative() + grace_us;
+    unsigned nap_us = 100;
+
+    for (;;) {
+        pid_t reaped = waitpid(pid, status, WNOHANG);
+        if (reaped == pid)
+            return 0;
+        if (reaped < 0 && errno != EINTR)
+            break;
+        if (av_gettime_relative() >= give_up)
+            break;
+        av_usleep(nap_us);
+        nap_us = FFMIN(nap_us * 2, 20000u);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, status, 0) < 0 && errno == EINTR)
+        continue;
+    return 1;
+}
+
 /*
  * One job: fork the child, relay its frames, reap it, say how it ended. Returns 0, or a negative error when
  * the supervisor's socket is gone (the warm process then exits).
@@ -513,15 +546,7 @@ static int serve_job(struct warm *w, const char *text, size_t size)
                 break;
         }
         close(pair[0]);
-        /* The child's socket closed: it exited, or a broken frame made us stop listening; reap it either way.
-         * The supervisor is told whether the kill was ours, so that only a SIGKILL nobody here sent (the OOM
-         * killer, an operator) counts as a kill from outside. */
-        killed = waitpid(pid, &status, WNOHANG) != pid;
-        if (killed) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                continue;
-        }
+        killed = reap_child(pid, &status, ret < 0 ? 0 : CHILD_EXIT_GRACE_US);
     }
     snprintf(end, sizeof(end), "{\"nonce\":\"%.64s\",\"status\":%d,\"killed\":%s}", nonce, status,
              killed ? "true" : "false");

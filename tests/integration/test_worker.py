@@ -512,6 +512,34 @@ def test_job_process_killed(broker, ds, roots):
     check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0, "killed: acked, nothing dead-lettered")
 
 
+def test_job_child_killed(broker, ds, roots):
+    """The OOM killer picks the process that holds the memory: the job's own child, not the warm process
+    above it. Its socket closes a moment before it can be reaped; that kill is still one from outside, so
+    the job runs again in a fresh process and is processed, every time."""
+    w = Worker(broker, ds, *roots, MW_SLOTS=1).start()
+    for round_ in range(5):
+        ds.reset()
+        job_id = publish(broker, {"user_id": 12, "file_info": {"path": "long.mp4"}, "operations": [
+            {"type": "transcode", "preset": "web", "renditions": [240]}]})
+        job_dir = os.path.join(roots[1], "12", job_id)
+        wait_until(lambda: os.path.isdir(job_dir) and any(".tmp" in n for n in os.listdir(job_dir)), 30,
+                   what="the transcode under way", interval=0.02)
+        children = [c for pid in w.job_pids() for c in os.listdir("/proc")
+                    if c.isdigit() and proc_field(c, "PPid") == str(pid)]
+        check(len(children) == 1, f"round {round_}: one job child at work ({children})")
+        for c in children:
+            os.kill(int(c), signal.SIGKILL)
+        ds.wait_for(lambda r: any(x["status"] == 200 for x in r), 60)
+        nf = new_files(ds.requests, job_id)
+        check(len(nf) == 1 and nf[0].get("status") == "processed",
+              f"round {round_}: the killed child's job ran again and was processed ({nf})")
+        check(any("killed from outside" in l.get("msg", "") and l.get("job_id") == job_id for l in w.log_lines()),
+              f"round {round_}: the log says the job ran again after a kill from outside")
+    check(w.stop() == 0, "child killed: worker exits 0")
+    check(settled(broker) and queue_depth(broker, QUEUE + ".dead") == 0,
+          "child killed: acked, nothing dead-lettered")
+
+
 def test_job_deadline(broker, ds, roots):
     ds.reset()
     w = Worker(broker, ds, *roots, MW_SLOTS=1, MW_JOB_DEADLINE=1).start()
@@ -646,7 +674,7 @@ def main():
              test_committed_result_reported_again, test_failed_job_leaves_nothing, test_report_404_and_400,
              test_report_answer_classes, test_report_tls_failure,
              test_data_service_down, test_forged_attempts, test_data_service_gone_for_good, test_report_stall_and_events,
-             test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_deadline,
+             test_process_freed_before_report, test_recycle_and_heartbeat, test_job_process_killed, test_job_child_killed, test_job_deadline,
              test_memory_cap, test_sigterm_during_job, test_sigterm_during_download,
              test_sigterm_job_finishes_in_grace]
     only = sys.argv[1:]
