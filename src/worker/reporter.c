@@ -263,6 +263,7 @@ enum mw_report_outcome mw_reporter_send(struct mw_reporter *r, int64_t user_id, 
     size_t base_len = strlen(r->cfg->data_service_url);
     enum mw_report_outcome outcome = MW_REPORT_UNAVAILABLE;
     char *body = NULL;
+    int attempts = 0;
     int ret;
 
     *retry_after_ms = -1;
@@ -288,6 +289,7 @@ enum mw_report_outcome mw_reporter_send(struct mw_reporter *r, int64_t user_id, 
 
         outcome = attempt(r, url, body, headers, retry_after_ms, &retry_in_slot, detail, detail_size);
         mw_metrics_ds_request(r->metrics, (double)(av_gettime_relative() - started_us) / 1e6, ds_outcome(outcome));
+        attempts = n + 1;
         if (!retry_in_slot || n == r->cfg->http_retries || cancelled(r))
             break;
         if (*retry_after_ms > IN_SLOT_WAIT_CAP_MS) {
@@ -301,6 +303,10 @@ enum mw_report_outcome mw_reporter_send(struct mw_reporter *r, int64_t user_id, 
         mw_log(MW_LOG_WARN, "reporter", "report attempt %d of %d failed (%s); retrying in %" PRId64 " ms", n + 1,
                r->cfg->http_retries + 1, detail, delay_ms);
         pause_ms(r, delay_ms);
+    }
+    if (outcome == MW_REPORT_UNAVAILABLE && attempts > 1) {
+        size_t used = strlen(detail);
+        snprintf(detail + used, detail_size - used, " (%d attempts)", attempts);
     }
     if (outcome == MW_REPORT_ACCEPTED)
         mw_log(MW_LOG_DEBUG, "reporter", "report accepted for user %" PRId64, user_id);

@@ -349,7 +349,7 @@ static void settle(struct mw_slot *s, struct attempt *a, const struct mw_verdict
     if (a->facts.report == MW_REPORT_REFUSED)
         mw_log(MW_LOG_ERROR, "slot", "data service refused the report: %s", a->answer);
     else if (a->facts.report == MW_REPORT_UNAVAILABLE && v->action != MW_ACTION_REQUEUE)
-        mw_log(MW_LOG_ERROR, "slot", "report failed after %d attempt(s): %s", s->cfg->http_retries + 1, a->answer);
+        mw_log(MW_LOG_ERROR, "slot", "report failed: %s", a->answer);
     switch (v->action) {
     case MW_ACTION_ACK:
         if (ok)
