@@ -248,6 +248,14 @@ static cJSON *read_manifest(const struct mw_config *cfg, const struct mw_job *jo
     return report;
 }
 
+static int has_committed_result(const struct mw_config *cfg, const struct mw_job *job, const char *dir)
+{
+    cJSON *committed = read_manifest(cfg, job, dir);
+
+    cJSON_Delete(committed);
+    return committed != NULL;
+}
+
 int mw_job_committed_result(const struct mw_config *cfg, const struct mw_job *job, cJSON **report)
 {
     char dir[2048];
@@ -309,14 +317,9 @@ static void remove_folder(const char *dir)
 
 int mw_job_discard_unfinished(struct mw_job_context *ctx)
 {
-    cJSON *committed;
-
-    if (ctx->marker_fd < 0 || flock(ctx->marker_fd, LOCK_EX | LOCK_NB) < 0)
+    if (ctx->marker_fd < 0 || flock(ctx->marker_fd, LOCK_EX | LOCK_NB) < 0 ||
+        has_committed_result(ctx->cfg, ctx->job, ctx->output_dir))
         return 0;
-    if ((committed = read_manifest(ctx->cfg, ctx->job, ctx->output_dir))) {
-        cJSON_Delete(committed);
-        return 0;
-    }
     remove_folder(ctx->output_dir);
     return 1;
 }
@@ -358,7 +361,6 @@ int mw_job_tidy_output_folder(const struct mw_config *cfg, const struct mw_job *
     char dir[2048];
     char marker[4096];
     char found[MW_JOB_DIGEST_SIZE];
-    cJSON *committed;
     int fd, removed = 0;
 
     if (!mw_job_writes_outputs(job) || mw_job_output_path(cfg, job, dir, sizeof(dir)) < 0 ||
@@ -373,15 +375,13 @@ int mw_job_tidy_output_folder(const struct mw_config *cfg, const struct mw_job *
     /* Busy (another attempt of this message is writing), or another message's folder: not ours to touch. */
     if (flock(fd, LOCK_EX | LOCK_NB) == 0 && still_linked(fd, marker) && read_marker(fd, found) == 0 &&
         !strcmp(found, job->digest)) {
-        committed = read_manifest(cfg, job, dir);
-        if (committed) {
+        if (has_committed_result(cfg, job, dir)) {
             remove_temporaries(dir);
         } else {
             mw_log(MW_LOG_INFO, "job", "removing the outputs of unfinished work");
             remove_folder(dir);
             removed = 1;
         }
-        cJSON_Delete(committed);
     }
     close(fd);
     return removed;

@@ -83,6 +83,11 @@ def gst(video, audio, mux, venc, aenc=None):
     return [["gst-launch-1.0", "-q", "-e"] + line.split()]
 
 
+def x264_cli(video, out, *options):
+    """The x264 CLI's encode of video into out (its container follows out's extension)."""
+    return ["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--preset", "faster", *options, "-o", out, video]
+
+
 def producers(video, audio):
     """name -> (file name, commands with {out}); made by the tools users' files come from."""
     x264 = "x264enc key-int-max=25 bframes=2 speed-preset=faster ! h264parse"
@@ -120,24 +125,18 @@ def producers(video, audio):
                                              "avenc_aac ! aacparse")),
         "gst-mpeg2-ps": ("gst-mpeg2.mpg", gst(video, audio, "mpegpsmux",
                                               "mpeg2enc format=3 ! mpegvideoparse", "avenc_mp2 ! mpegaudioparse")),
-        "x264-raw": ("x264-cli.264", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
-                                       "--preset", "faster", "-o", "{out}", video]]),
-        "x264-mkv": ("x264-cli.mkv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
-                                       "--preset", "faster", "-o", "{out}", video]]),
-        "x264-flv": ("x264-cli.flv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
-                                       "--preset", "faster", "-o", "{out}", video]]),
-        "x264-open-gop": ("x264-open-gop.264", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25",
-                                                 "--open-gop", "--bframes", "5", "--b-pyramid", "normal",
-                                                 "--preset", "faster", "-o", "{out}", video]]),
+        "x264-raw": ("x264-cli.264", [x264_cli(video, "{out}", "--bframes", "3")]),
+        "x264-mkv": ("x264-cli.mkv", [x264_cli(video, "{out}", "--bframes", "3")]),
+        "x264-flv": ("x264-cli.flv", [x264_cli(video, "{out}", "--bframes", "3")]),
+        "x264-open-gop": ("x264-open-gop.264", [x264_cli(video, "{out}", "--open-gop", "--bframes", "5",
+                                                          "--b-pyramid", "normal")]),
         "x265-raw": ("x265-cli.hevc", [["x265", "--log-level", "error", "--y4m", "--input", video, "--keyint", "25",
                                         "--preset", "faster", "--output", "{out}"]]),
-        "mkvmerge": ("mkvmerge.mkv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes", "3",
-                                       "--preset", "faster", "-o", raw264, video],
+        "mkvmerge": ("mkvmerge.mkv", [x264_cli(video, raw264, "--bframes", "3"),
                                       ["mkvmerge", "-q", "-o", "{out}", "--default-duration", "0:25fps", raw264,
                                        "--sync", "0:500", audio]]),
         # Variable frame rate: 25 fps, then 30 fps with a few ms of jitter, from a timestamps file.
-        "mkvmerge-vfr": ("mkvmerge-vfr.mkv", [["x264", "--quiet", "--demuxer", "y4m", "--keyint", "25", "--bframes",
-                                               "3", "--preset", "faster", "-o", raw264, video],
+        "mkvmerge-vfr": ("mkvmerge-vfr.mkv", [x264_cli(video, raw264, "--bframes", "3"),
                                               ["mkvmerge", "-q", "-o", "{out}", "--timestamps", f"0:{vfr_timestamps()}",
                                                raw264, audio]]),
         # From gst-mp4's file, made above.
