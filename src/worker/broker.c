@@ -26,6 +26,7 @@
 
 #include <amqp.h>
 #include <libavutil/error.h>
+#include <libavutil/macros.h>
 #include <libavutil/mem.h>
 #include <libavutil/time.h>
 
@@ -45,6 +46,8 @@
 #define FRAMES_PER_TURN 64
 #define COPY_SEQ_HEADER "x-mw-copy-seq"
 #define ATTEMPT_SIG_HEADER "x-mw-attempt-sig"
+#define HELD_COPY_FIRST_WAIT_US (1 * 1000000)
+#define HELD_COPY_LONGEST_WAIT_US (30 * 1000000)
 
 enum command_kind {
     CMD_VERDICT,
@@ -63,12 +66,16 @@ struct command {
 /*
  * A republished copy (retry tier or dead letter) waiting for its publisher confirm. It is published
  * mandatory, so a copy no queue took comes back as basic.return before its confirm; the original delivery
- * is acked only for a copy confirmed and not returned.
+ * is acked only for a copy confirmed and not returned. A copy that still finds no queue after the topology
+ * was declared again, or that the broker refused, is held: published again later, its original unacked
+ * meanwhile (requeued by the broker if the worker stops or loses the connection).
  */
 struct pending_copy {
     uint64_t seq;
     int returned;                 /* basic.return seen for this publish */
     int published;                /* times this copy was published (a second try follows a redeclare) */
+    int holds;                    /* times it was held */
+    int64_t held_until_us;        /* held: published again at this time; 0 while in flight */
     struct mw_delivery *d;        /* the original, owned here until it is settled */
     int attempts;
     int to_tier;                  /* a retry tier's copy: its attempt count is signed */
@@ -323,7 +330,7 @@ static void drop_pending(struct mw_broker *b)
 {
     for (size_t i = 0; i < b->pending_count; i++)
         mw_delivery_free(&b->pending[i].d);
-    b->pending_count = 0;
+    b->pending_count = 0;    mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, 0);
 }
 
 static int dead_letter(struct mw_broker *b, struct command *cmd)
@@ -414,44 +421,99 @@ static int run_commands(struct mw_broker *b)
     return ret;
 }
 
-/* The copy's original is settled: acked (copy safe in its queue) or requeued (no copy exists). */
-static int settle_original(struct mw_broker *b, struct pending_copy *copy, int ack)
+/* The copy's original is settled: acked, its copy safe in its queue. */
+static int ack_original(struct mw_broker *b, struct pending_copy *copy)
 {
-    int status = ack ? amqp_basic_ack(b->conn, MW_AMQP_CHANNEL, copy->d->tag, 0)
-                     : amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, copy->d->tag, 0, 1);
+    int status = amqp_basic_ack(b->conn, MW_AMQP_CHANNEL, copy->d->tag, 0);
 
     mw_delivery_free(&copy->d);
     return status == AMQP_STATUS_OK ? 0 : MW_ERR_BROKER;
 }
 
+/* 1 while any copy is held: /readyz says the worker is not ready, the metric says why. */
+static void update_held_gauge(struct mw_broker *b)
+{
+    int held = 0;
+
+    for (size_t i = 0; i < b->pending_count; i++)
+        held |= b->pending[i].held_until_us != 0;
+    mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, held);
+}
+
 /*
- * A returned copy found no queue: someone deleted a tier queue, the dead-letter queue or a binding while
- * we ran. The topology is declared again and the copy published once more; returned again, the original
- * goes back to the work queue (nothing is lost) and the worker says it is not ready.
+ * Requeuing the original of a copy no queue takes would only bring it back at once, to the same end, as
+ * fast as the broker can deliver. Held instead, it waits with its original unacked, and the prefetch
+ * bounds how many are held: a worker whose every copy is stuck stops taking messages by itself.
  */
-static int on_returned_copy(struct mw_broker *b, struct pending_copy *copy, int *keep)
+static void hold_copy(struct mw_broker *b, struct pending_copy *copy, const char *why)
+{
+    int64_t wait_us = (int64_t)HELD_COPY_FIRST_WAIT_US << FFMIN(copy->holds, 5);
+
+    wait_us = FFMIN(wait_us, HELD_COPY_LONGEST_WAIT_US);
+    copy->holds++;
+    copy->held_until_us = av_gettime_relative() + wait_us;
+    mw_log(MW_LOG_ERROR, "broker", "copy of message %s to %s %s; its original is held unacknowledged and the copy "
+           "published again in %d s", copy->d->message_id, copy->routing_key, why, (int)(wait_us / 1000000));
+    update_held_gauge(b);
+}
+
+/* The topology is declared again before a copy that found no queue is published once more. */
+static int redeclare_and_send(struct mw_broker *b, struct pending_copy *copy)
 {
     int ret;
 
-    *keep = 0;
+    if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers, &b->topology)) < 0)
+        return ret;
+    /* A channel opened again has lost its confirm mode and consumer: start a fresh session instead
+     * (the original, unacked, goes back to the queue). */
+    if (b->topology.channel_reopened)
+        return MW_ERR_BROKER;
+    return send_copy(b, copy);
+}
+
+/*
+ * A returned copy found no queue: someone deleted a tier queue, the dead-letter queue or a binding while
+ * we ran. The topology is declared again and the copy published once more; returned again, it is held.
+ * Kept whatever happens: a failure ends the session, whose end frees every copy in flight.
+ */
+static int on_returned_copy(struct mw_broker *b, struct pending_copy *copy)
+{
     mw_metrics_add(b->metrics, MW_METRIC_UNROUTABLE_COPIES, 1);
     if (copy->published == 1) {
         mw_log(MW_LOG_WARN, "broker", "copy of message %s to %s was returned: no queue took it; declaring the "
                "topology again", copy->d->message_id, copy->routing_key);
-        /* Kept whatever happens next: a failure ends the session, whose end frees every copy in flight. */
-        *keep = 1;
-        if ((ret = mw_topology_declare(b->conn, b->cfg, b->delays_s, b->tiers, &b->topology)) < 0)
-            return ret;
-        /* A channel opened again has lost its confirm mode and consumer: start a fresh session instead
-         * (the original, unacked, goes back to the queue). */
-        if (b->topology.channel_reopened)
-            return MW_ERR_BROKER;
-        return send_copy(b, copy);
+        return redeclare_and_send(b, copy);
     }
-    mw_log(MW_LOG_ERROR, "broker", "copy of message %s to %s was returned again after declaring the topology; "
-           "the original is requeued", copy->d->message_id, copy->routing_key);
-    mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, 1);
-    return settle_original(b, copy, 0);
+    hold_copy(b, copy, "was returned again after declaring the topology (no queue takes it)");
+    return 0;
+}
+
+/* Publishes again the held copies whose wait is over. */
+static int send_held_copies(struct mw_broker *b)
+{
+    int64_t now = av_gettime_relative();
+    int ret = 0;
+
+    for (size_t i = 0; i < b->pending_count && ret == 0; i++) {
+        struct pending_copy *copy = &b->pending[i];
+
+        if (!copy->held_until_us || copy->held_until_us > now)
+            continue;
+        copy->held_until_us = 0;
+        mw_log(MW_LOG_INFO, "broker", "publishing the held copy of message %s to %s again", copy->d->message_id,
+               copy->routing_key);
+        ret = copy->returned ? redeclare_and_send(b, copy) : send_copy(b, copy);
+    }
+    return ret;
+}
+
+static size_t copies_in_flight(const struct mw_broker *b)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->pending_count; i++)
+        n += b->pending[i].held_until_us == 0;
+    return n;
 }
 
 static int on_confirm(struct mw_broker *b, uint64_t seq, int multiple, int ok)
@@ -464,18 +526,20 @@ static int on_confirm(struct mw_broker *b, uint64_t seq, int multiple, int ok)
         int keep = 0;
         int step;
 
-        if (ret < 0 || (multiple ? copy->seq > seq : copy->seq != seq)) {
+        if (ret < 0 || copy->held_until_us || (multiple ? copy->seq > seq : copy->seq != seq)) {
             b->pending[kept++] = *copy;
             continue;
         }
         if (!ok) {
-            mw_log(MW_LOG_WARN, "broker", "broker refused a republished copy; original requeued");
-            step = settle_original(b, copy, 0);
+            /* A queue at its length limit that rejects publishes, for one. */
+            hold_copy(b, copy, "was refused by the broker (nack)");
+            keep = 1;
+            step = 0;
         } else if (copy->returned) {
-            step = on_returned_copy(b, copy, &keep);
+            keep = 1;
+            step = on_returned_copy(b, copy);
         } else {
-            mw_metrics_gauge_set(b->metrics, MW_METRIC_COPIES_STUCK, 0);
-            step = settle_original(b, copy, 1);
+            step = ack_original(b, copy);
         }
         if (keep)
             b->pending[kept++] = *copy;
@@ -483,6 +547,7 @@ static int on_confirm(struct mw_broker *b, uint64_t seq, int multiple, int ok)
             ret = step;
     }
     b->pending_count = kept;
+    update_held_gauge(b);
     return ret;
 }
 
@@ -739,7 +804,7 @@ static int session_run(struct mw_broker *b)
     int ret;
 
     while (!atomic_load(&b->stop)) {
-        if ((ret = run_commands(b)) < 0)
+        if ((ret = run_commands(b)) < 0 || (ret = send_held_copies(b)) < 0)
             return ret;
         if (atomic_load(&b->cancel) && b->consuming && (ret = cancel_consumer(b)) < 0)
             return ret;
@@ -758,7 +823,7 @@ static void session_shutdown(struct mw_broker *b)
     ret = run_commands(b);
     if (ret == 0 && b->consuming)
         ret = cancel_consumer(b);
-    while (ret == 0 && b->pending_count && av_gettime_relative() < until)
+    while (ret == 0 && copies_in_flight(b) && av_gettime_relative() < until)
         if (wait_io(b, 100))
             ret = read_frames(b);
     if (ret == 0) {

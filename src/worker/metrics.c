@@ -91,8 +91,9 @@ static const char *const gauge_names[MW_METRIC_GAUGE_COUNT][2] = {
                                 "unprivileged user is impossible here."},
     [MW_METRIC_BROKER_CONSUMING] = {"broker_consuming", "1 while the work queue is consumed."},
     [MW_METRIC_DRAINING] = {"draining", "1 once shutdown started."},
-    [MW_METRIC_COPIES_STUCK] = {"copies_unroutable", "1 while retry or dead-letter copies find no queue even "
-                                "after the topology was declared again (their originals are requeued)."},
+    [MW_METRIC_COPIES_STUCK] = {"copies_unroutable", "1 while retry or dead-letter copies are held: returned "
+                                "again after the topology was declared again, or refused by the broker (their "
+                                "originals wait unacknowledged)."},
 };
 
 static const char *const restart_causes[MW_RESTART_CAUSE_COUNT] = {

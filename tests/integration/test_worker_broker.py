@@ -1,6 +1,7 @@
 """The worker and the broker going away: a broker restart mid-run (reconnect, re-declare, re-consume, every
 message processed), two workers competing on one queue, the queue deleted under the worker, a dead node in
-the URL list, tier and dead-letter queues deleted under the worker (returned copies), a changed
+the URL list, tier and dead-letter queues deleted under the worker (returned copies), a dead-letter queue that refuses
+copies (held, published again), a changed
 MW_RETRY_DELAYS, a refused login, and a quorum work queue. One broker for the file (restarted by the first
 scenario)."""
 import os
@@ -127,6 +128,59 @@ def test_copies_never_vanish(broker, roots):
     ds.stop()
 
 
+def readyz(port):
+    import urllib.error
+    import urllib.request
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        return 200
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_refused_copy_held(broker, roots):
+    """A dead-letter queue at an operator's length limit that rejects publishes nacks the copy. The original
+    is neither acked (the copy does not exist) nor requeued at once (it would come straight back, as fast
+    as the broker delivers): it is held unacked while the copy is published again with backoff, /readyz
+    says 503, the other jobs go on (a held original takes one place of the prefetch, one per slot); once the queue takes copies again the dead letter lands and the original
+    is acked. A worker stopped while it holds one leaves the message in the work queue."""
+    ds = data_service.DataService().start()
+    port = rabbitmq.free_port()
+    policy = ("set_policy", "--apply-to", "queues", "full-dead", f"^{QUEUE}\\.dead$",
+              '{"max-length": 0, "overflow": "reject-publish"}')
+    out = broker.ctl(*policy)
+    check(out.returncode == 0, f"held: policy set ({out.stdout}{out.stderr})")
+    w = Worker(broker, ds, *roots, name="held", MW_SLOTS=2, MW_HTTP_LISTEN=f"127.0.0.1:{port}").start()
+    invalid = publish(broker, {"user_id": 61}, message_id="held-invalid")
+    wait_until(lambda: any("held unacknowledged" in l.get("msg", "") for l in w.log_lines()), 20,
+               what="the refused copy held")
+    check(readyz(port) == 503, "held: /readyz answers 503 while a copy is held")
+    ok = publish(broker, {"user_id": 61, "file_info": {"path": "clip.mp4"}})
+    ds.wait_for(lambda r: ok in reported_ok(ds), 30)
+    time.sleep(2.5)
+    sends = [l for l in w.log_lines() if "publishing the held copy" in l.get("msg", "")]
+    check(1 <= len(sends) <= 3, f"held: published again with backoff, not in a loop ({len(sends)} in ~3 s)")
+    check(queue_depth(broker, QUEUE) == 0, "held: the original is not back in the work queue meanwhile")
+    check(broker.ctl("clear_policy", "full-dead").returncode == 0, "held: policy cleared")
+    wait_until(lambda: queue_depth(broker, QUEUE + ".dead") == 1, 40, what="the held dead letter landing")
+    dead = take_all(broker, QUEUE + ".dead")
+    check([p.message_id for p, _ in dead] == [invalid], "held: the invalid message reached the DLQ once")
+    wait_until(lambda: readyz(port) == 200, 10, what="/readyz ready again")
+
+    # Stopped while holding: the original is requeued, not lost.
+    check(broker.ctl(*policy).returncode == 0, "held: policy set again")
+    held = publish(broker, {"user_id": 61}, message_id="held-at-stop")
+    wait_until(lambda: sum("held unacknowledged" in l.get("msg", "") for l in w.log_lines()) >= 2, 20,
+               what="the second refused copy held")
+    check(w.stop() == 0, "held: worker exits 0 while holding a copy")
+    back = take_all(broker, QUEUE)
+    check([p.message_id for p, _ in back] == [held], f"held: stopped, the original is back in the work queue "
+          f"({[p.message_id for p, _ in back]})")
+    broker.ctl("clear_policy", "full-dead")
+    check(queue_depth(broker, QUEUE + ".dead") == 0, "held: no copy made it while refused")
+    ds.stop()
+
+
 def test_retry_delays_changed(broker, roots):
     """Changing MW_RETRY_DELAYS needs no manual step: empty tier queues are declared again with the new
     delay; a tier that still holds copies is used as it is (they wait the old delay) and nothing is lost."""
@@ -212,7 +266,7 @@ def main():
     roots = (input_root, os.path.join(work, "out"))
     with rabbitmq.RabbitMQ(work) as broker:
         for test in (test_broker_restart, test_two_workers, test_queue_deleted_and_cluster_urls, test_seed_url_form,
-                     test_copies_never_vanish, test_retry_delays_changed,
+                     test_copies_never_vanish, test_refused_copy_held, test_retry_delays_changed,
                      test_login_refused, test_quorum_queue):
             if sys.argv[1:] and test.__name__ not in sys.argv[1:]:
                 continue
