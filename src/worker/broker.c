@@ -831,6 +831,8 @@ static void session_shutdown(struct mw_broker *b)
         amqp_basic_nack(b->conn, MW_AMQP_CHANNEL, 0, 1, 1);
     }
     mw_amqp_close(&b->conn);
+    /* Held copies, and copies whose confirm did not come in time: their originals went back with the nack. */
+    drop_pending(b);
 }
 
 /* Sleeps for the reconnect backoff, dropping (stale) commands meanwhile; returns early on stop. */
