@@ -56,4 +56,10 @@ struct mw_sandbox_status {
  */
 int mw_sandbox_apply(const struct mw_sandbox_policy *policy, struct mw_sandbox_status *status);
 
+/*
+ * Compiles the seccomp filter mw_sandbox_apply loads, once per process; processes forked afterwards
+ * inherit it compiled. Optional (mw_sandbox_apply compiles it when it was not), 0 or a negative AVERROR.
+ */
+int mw_sandbox_prepare(void);
+
 #endif

@@ -587,7 +587,8 @@ int mw_jobproc_child_main(int fd)
     mw_log_route_libav();
     settle_hwaccel(&w->cfg);
     mw_input_prewarm_decoders();
-    if (apply_limits(&w->cfg) < 0 || choose_identity(w, identity, sizeof(identity)) < 0 ||
+    /* Compiled here once, inherited by every job's child. */
+    if (apply_limits(&w->cfg) < 0 || mw_sandbox_prepare() < 0 || choose_identity(w, identity, sizeof(identity)) < 0 ||
         prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || mw_path_mkdirs(w->cfg.output_root) < 0) {
         status = 3;
         goto end;

@@ -5,7 +5,10 @@
  * glibc falls back to clone, whose flags a filter can inspect), futexes, time, signals for the process
  * itself, and send/recv on the descriptors it already holds (the socketpair to the supervisor). Calls that
  * name another process (signals, priorities, affinity, resource limits) are allowed only on the job process
- * itself, since the filter is built per job with its pid. Creating
+ * itself. Compiling the allow-list costs more than a small probe, so it is compiled once, in the warm
+ * process (mw_sandbox_prepare), and each job's child loads it together with a filter of a dozen
+ * instructions of its own that lets signals reach only its own pid; stacked filters give the strictest
+ * answer of the two. Creating
  * sockets, connecting, exec, ptrace, mount, namespaces and keyrings fail with EPERM, which libraries handle
  * as an ordinary error instead of dying mid-job.
  */
@@ -16,16 +19,23 @@
 #include <grp.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/audit.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <libavutil/error.h>
+#include <libavutil/mem.h>
 #include <seccomp.h>
 
 #include "mediaworker/log.h"
@@ -200,16 +210,14 @@ static struct scmp_arg_cmp arg_equals(unsigned int arg, scmp_datum_t value)
     return (struct scmp_arg_cmp){.arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0};
 }
 
-static int allow_for_self(scmp_filter_ctx filter, pid_t self)
+static int allow_for_self(scmp_filter_ctx filter)
 {
-    int ret = 0;
+    /* Signals: kill and tgkill pass here and only to the own pid in the job's own filter (own_pid_filter);
+     * tkill names no thread group and is refused. */
+    int ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(kill), 0);
 
-    /* Signals only to this process (its threads included: tgkill names the thread group). kill(0, ..) and
-     * negative pids reach the process group, so only the own pid passes; tkill names no group and is refused. */
-    ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, arg_equals(0, (scmp_datum_t)self));
     if (ret == 0)
-        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                               arg_equals(0, (scmp_datum_t)self));
+        ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 0);
     /* Priorities of the calling thread only (who = 0), which is how the encoders lower their threads. */
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(setpriority), 2,
@@ -241,17 +249,17 @@ static int allow_for_self(scmp_filter_ctx filter, pid_t self)
     return ret;
 }
 
-static int apply_seccomp(struct mw_sandbox_status *status)
+/* The allow-list, compiled: shared by every job's child of the warm process that compiled it. */
+static struct sock_fprog allow_list;
+
+static int compile_allow_list(scmp_filter_ctx filter)
 {
-    scmp_filter_ctx filter = seccomp_init(SCMP_ACT_ERRNO(EPERM));
     int ret = 0;
 
-    if (!filter)
-        return AVERROR(ENOMEM);
     for (size_t i = 0; i < sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]) && ret == 0; i++)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed_syscalls[i], 0);
     if (ret == 0)
-        ret = allow_for_self(filter, getpid());
+        ret = allow_for_self(filter);
     /* Threads yes, processes no: clone is allowed only with CLONE_THREAD. */
     if (ret == 0 && MW_LEAK_SCAN_AT_EXIT)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(clone), 0);
@@ -262,12 +270,106 @@ static int apply_seccomp(struct mw_sandbox_status *status)
         ret = seccomp_rule_add(filter, SCMP_ACT_ALLOW, leak_scan_syscalls[i], 0);
     if (ret == 0)
         ret = seccomp_rule_add(filter, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    return ret;
+}
+
+/* libseccomp 2.5 exports a program only to a descriptor: through a memory file, read back whole. */
+static int export_allow_list(scmp_filter_ctx filter)
+{
+    struct stat st;
+    int fd = memfd_create("mw-seccomp", MFD_CLOEXEC);
+    int ret;
+
+    if (fd < 0)
+        return AVERROR(errno);
+    ret = seccomp_export_bpf(filter, fd);
+    if (ret == 0 && (fstat(fd, &st) < 0 || st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
+                     st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS))
+        ret = -EINVAL;
+    if (ret == 0 && !(allow_list.filter = av_malloc((size_t)st.st_size)))
+        ret = -ENOMEM;
+    if (ret == 0 && pread(fd, allow_list.filter, (size_t)st.st_size, 0) != st.st_size) {
+        av_freep(&allow_list.filter);
+        ret = -EIO;
+    }
     if (ret == 0)
-        ret = seccomp_load(filter);
+        allow_list.len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+    close(fd);
+    return ret < 0 ? AVERROR(-ret) : 0;
+}
+
+int mw_sandbox_prepare(void)
+{
+    scmp_filter_ctx filter;
+    int ret;
+
+    if (allow_list.filter)
+        return 0;
+    if (!(filter = seccomp_init(SCMP_ACT_ERRNO(EPERM))))
+        return AVERROR(ENOMEM);
+    ret = compile_allow_list(filter);
+    ret = ret < 0 ? AVERROR(-ret) : export_allow_list(filter);
     seccomp_release(filter);
+    if (ret < 0)
+        mw_log(MW_LOG_ERROR, "sandbox", "seccomp: cannot compile the filter: %s", av_err2str(ret));
+    return ret;
+}
+
+#if defined(__x86_64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define NATIVE_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "own_pid_filter: name this architecture's AUDIT_ARCH"
+#endif
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ARG0_LOW offsetof(struct seccomp_data, args[0])
+#define ARG0_HIGH (offsetof(struct seccomp_data, args[0]) + 4)
+#else
+#define ARG0_LOW (offsetof(struct seccomp_data, args[0]) + 4)
+#define ARG0_HIGH offsetof(struct seccomp_data, args[0])
+#endif
+
+/*
+ * kill and tgkill only with the own pid as their first argument (tgkill names the thread group, so the
+ * process's own threads stay reachable); kill(0, ..) and negative pids reach a process group and fail.
+ * Everything else is left to the allow-list, which also refuses foreign architectures and x32 calls.
+ */
+static int load_own_pid_filter(pid_t self)
+{
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, NATIVE_AUDIT_ARCH, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_kill, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_tgkill, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LOW),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)self, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_HIGH),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    };
+    struct sock_fprog program = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) < 0 ? AVERROR(errno) : 0;
+}
+
+static int apply_seccomp(struct mw_sandbox_status *status)
+{
+    int ret = mw_sandbox_prepare();
+
+    /* The own-pid filter first: the allow-list, once loaded, refuses loading filters. */
+    if (ret == 0)
+        ret = load_own_pid_filter(getpid());
+    if (ret == 0 && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &allow_list) < 0)
+        ret = AVERROR(errno);
     if (ret < 0) {
-        mw_log(MW_LOG_ERROR, "sandbox", "seccomp: %s", strerror(-ret));
-        return AVERROR(-ret);
+        mw_log(MW_LOG_ERROR, "sandbox", "seccomp: %s", av_err2str(ret));
+        return ret;
     }
     status->seccomp = 1;
     return 0;
